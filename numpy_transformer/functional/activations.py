@@ -1,0 +1,170 @@
+"""Elementwise activations of the feed-forward block: ReLU and GELU (exact and tanh-approximate).
+
+ReLU:
+
+.. math::
+
+    y = \\max(x, 0), \\qquad \\frac{dy}{dx} = [x > 0]
+
+(at the kink ``x = 0`` the derivative is taken as 0, as in PyTorch).
+
+GELU weighs its input by the probability that a standard normal variable is smaller:
+``y = x \\Phi(x)``. The exact form uses the normal CDF through ``erf``:
+
+.. math::
+
+    \\Phi(x) = \\tfrac12\\left(1 + \\mathrm{erf}(x/\\sqrt2)\\right), \\qquad
+    \\frac{dy}{dx} = \\Phi(x) + x\\,\\varphi(x), \\quad \\varphi(x) = \\frac{e^{-x^2/2}}{\\sqrt{2\\pi}}
+
+The tanh approximation (GPT-2, BERT's original code) replaces ``\\Phi``:
+
+.. math::
+
+    u = \\sqrt{2/\\pi}\\,(x + 0.044715\\,x^3), \\qquad t = \\tanh u, \\qquad y = \\tfrac12 x (1 + t)
+
+    \\frac{dy}{dx} = \\tfrac12 (1 + t) + \\tfrac12 x (1 - t^2)\\,\\sqrt{2/\\pi}\\,(1 + 3 \\cdot 0.044715\\,x^2)
+
+Each backward differentiates exactly the formula its forward computed (the approximation is chosen once, in
+the forward, and stored in the cache), so the gradient is never that of a different function. The caches
+keep what the derivative reuses: ``x`` and ``\\Phi(x)`` for the exact form, ``x`` and ``t`` for the tanh
+form, so no transcendental function is evaluated twice.
+
+``erf`` comes from ``scipy.special`` for NumPy arrays and from ``cupyx.scipy.special`` for CuPy arrays.
+
+Shapes: every array has the shape of x (any shape).
+"""
+from __future__ import annotations
+
+import math
+
+from ..backend import get_array_module, is_cupy_array
+from ..checks import check_choice, check_float
+
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_TANH_CUBIC = 0.044715
+
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+
+
+def _erf(x):
+    """``erf`` of a NumPy or CuPy array, keeping its dtype."""
+    if is_cupy_array(x):
+        from cupyx.scipy.special import erf
+    else:
+        from scipy.special import erf
+    return erf(x).astype(x.dtype, copy=False)
+
+
+def relu_forward(x):
+    """``max(x, 0)`` elementwise.
+
+    Inputs:
+        x: float array, any shape
+
+    Returns:
+        out: shape of x
+        cache: dict with ``positive`` (shape of x, bool) = x > 0
+    """
+    check_float("x", x)
+    xp = get_array_module(x)
+    out = xp.maximum(x, 0)                                      # shape of x
+    return out, {"positive": x > 0}
+
+
+def relu_backward(dout, cache):
+    """Gradient of ReLU: ``dout`` where the input was positive, 0 elsewhere.
+
+    Inputs:
+        dout: upstream gradient, shape of x
+        cache: from :func:`relu_forward`
+
+    Returns:
+        dx: shape of x
+    """
+    # forward: out = max(x, 0)
+    return dout * cache["positive"]
+
+
+def gelu_forward(x, approximate: str = "none"):
+    """GELU, ``x * Phi(x)``, exact (``approximate="none"``) or tanh-approximate (``"tanh"``).
+
+    Matches ``torch.nn.functional.gelu(x, approximate=...)``.
+
+    Inputs:
+        x: float array, any shape
+        approximate: ``"none"`` (erf) or ``"tanh"``
+
+    Returns:
+        out: shape of x
+        cache: dict with ``approximate``, ``x`` and either ``cdf`` = Phi(x) (exact) or ``tanh`` = t (tanh form)
+    """
+    check_float("x", x)
+    check_choice("approximate", approximate, ("none", "tanh"))
+    xp = get_array_module(x)
+    if approximate == "none":
+        cdf = 0.5 * (1.0 + _erf(x * _SQRT_HALF))                # Phi(x), shape of x
+        out = x * cdf
+        return out, {"approximate": approximate, "x": x, "cdf": cdf}
+    inner = _SQRT_2_OVER_PI * (x + _TANH_CUBIC * (x * x * x))   # u, shape of x
+    t = xp.tanh(inner)
+    out = 0.5 * x * (1.0 + t)
+    return out, {"approximate": approximate, "x": x, "tanh": t}
+
+
+def gelu_backward(dout, cache):
+    """Gradient of GELU, the derivative of the same formula the forward used.
+
+    Inputs:
+        dout: upstream gradient, shape of x
+        cache: from :func:`gelu_forward`
+
+    Returns:
+        dx: shape of x
+    """
+    x = cache["x"]
+    xp = get_array_module(dout, x)
+    if cache["approximate"] == "none":
+        # forward: out = x * Phi(x), so dout/dx = Phi(x) + x * phi(x)
+        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * (x * x))            # phi(x), shape of x
+        return dout * (cache["cdf"] + x * pdf)
+    # forward: out = 0.5 * x * (1 + t), t = tanh(u), u = sqrt(2/pi) * (x + 0.044715 x^3)
+    t = cache["tanh"]
+    du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _TANH_CUBIC * (x * x))
+    local = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx
+    return dout * local
+
+
+def activation_forward(x, name: str):
+    """Apply the activation called ``name``: ``"relu"``, ``"gelu"`` (exact) or ``"gelu_tanh"``.
+
+    Inputs:
+        x: float array, any shape
+        name: one of ``ACTIVATIONS``
+
+    Returns:
+        out: shape of x
+        cache: dict with ``name`` and the chosen activation's own cache (``inner``)
+    """
+    check_choice("activation", name, ACTIVATIONS)
+    if name == "relu":
+        out, inner = relu_forward(x)
+    else:
+        out, inner = gelu_forward(x, approximate="none" if name == "gelu" else "tanh")
+    return out, {"name": name, "inner": inner}
+
+
+def activation_backward(dout, cache):
+    """Gradient of the activation chosen in :func:`activation_forward`.
+
+    Inputs:
+        dout: upstream gradient, shape of x
+        cache: from :func:`activation_forward`
+
+    Returns:
+        dx: shape of x
+    """
+    if cache["name"] == "relu":
+        return relu_backward(dout, cache["inner"])
+    return gelu_backward(dout, cache["inner"])

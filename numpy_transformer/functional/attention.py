@@ -1,0 +1,182 @@
+"""Scaled dot-product attention, with masks and dropout, and its backward pass.
+
+Each query asks every key how well it matches (a dot product), turns the matches into probabilities with a
+softmax, and returns the probability-weighted average of the values ("Attention Is All You Need", eq. 1):
+
+.. math::
+
+    S = s\\, Q K^\\top + M, \\qquad P = \\mathrm{softmax}_{\\text{rows}}(S), \\qquad
+    \\tilde{P} = P \\odot Z, \\qquad O = \\tilde{P} V
+
+with ``s = 1/sqrt(Dh)`` by default (so the scores keep unit variance when q and k do), ``M`` the mask and
+``Z`` the dropout mask: ``Z = keep / (1 - p)`` with ``keep ~ Bernoulli(1 - p)`` (inverted dropout), or all
+ones without dropout. Every matrix here carries leading axes (usually (B, H)): the heads are just one more
+batch axis of one ``matmul``.
+
+Masks. A boolean ``mask`` is True where a query may NOT attend to a key (``torch.nn.MultiheadAttention``'s
+convention, the opposite of ``torch.nn.functional.scaled_dot_product_attention``'s boolean mask); those
+scores become ``-inf``. A float ``mask`` is added to the scores (0 = keep, ``-inf`` = forbid, anything in
+between biases). ``is_causal=True`` also forbids every key after the query's own position
+(:func:`causal_mask`). A ``-inf`` score gets probability exactly 0, so masking needs nothing special in the
+backward pass: a zero probability passes a zero gradient.
+
+A query row whose keys are ALL forbidden has no meaningful softmax (0/0). We define its weights, its output
+and its gradient to be exactly zero, never NaN (see :mod:`numpy_transformer.functional.softmax`); PyTorch
+gives NaN there. (A large finite penalty such as -1e9 on every key is not "all forbidden": the softmax is
+then uniform, as in PyTorch.)
+
+Backward. With ``dO = dL/dO`` and ``dS``, ``dP`` ... the gradients of the loss with respect to each matrix,
+undo the forward lines from the last to the first:
+
+- ``O = P~ V``: a matrix product, so ``dV = P~^T dO`` (S, Dv) and ``dP~ = dO V^T`` (T, S).
+- ``P~ = P * Z``: elementwise, so ``dP = dP~ * Z``.
+- ``P = softmax(S)`` row by row: ``dS = P * (dP - rowsum(dP * P))`` (the closed form derived in
+  ``docs/derivations/softmax.md``; no Jacobian).
+- ``S = s Q K^T + M``: the mask is a constant, so ``dQ = s dS K`` (T, Dh) and ``dK = s dS^T Q`` (S, Dh).
+
+A masked score has ``P = 0``, hence ``dS = 0`` there: the mask is already in ``P``. The full derivation is in
+``docs/derivations/attention.md``.
+
+Shapes: q (..., T, Dh), k (..., S, Dh), v (..., S, Dv); out (..., T, Dv); weights (..., T, S).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import get_array_module, seeded_generator
+from ..checks import check_array, check_broadcastable, check_float, check_probability, check_same_dtype
+from .softmax import softmax_backward, softmax_forward
+
+
+def causal_mask(T: int, S: int, xp=np):
+    """The causal mask: True above the diagonal, i.e. where key position j > query position i (may NOT attend).
+
+    Inputs:
+        T: number of query positions
+        S: number of key positions
+        xp: the array module (``numpy`` or ``cupy``) to build it with
+
+    Returns:
+        mask: bool (T, S); ``mask[i, j] = j > i``
+    """
+    for name, n in (("T", T), ("S", S)):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"{name}: got {n!r}; expected a non-negative integer")
+    return xp.triu(xp.ones((T, S), dtype=bool), k=1)            # (T, S)
+
+
+def _check_qkv(q, k, v) -> None:
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        check_float(name, x)
+        if x.ndim < 2:
+            raise ValueError(f"{name}: got shape {tuple(x.shape)} ({x.ndim}-D); expected (..., positions, width)")
+    check_same_dtype(("q", "k", "v"), q, k, v)
+    if k.ndim != q.ndim or k.shape[:-2] != q.shape[:-2]:
+        raise ValueError(f"k: got shape {tuple(k.shape)}; expected leading axes {tuple(q.shape[:-2])} "
+                         f"to match q {tuple(q.shape)}, so (..., S, Dh)")
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"k: got shape {tuple(k.shape)}; expected last axis Dh = {q.shape[-1]} to match q")
+    if v.ndim != q.ndim or v.shape[:-2] != q.shape[:-2]:
+        raise ValueError(f"v: got shape {tuple(v.shape)}; expected leading axes {tuple(q.shape[:-2])} "
+                         f"to match q {tuple(q.shape)}, so (..., S, Dv)")
+    if v.shape[-2] != k.shape[-2]:
+        raise ValueError(f"v: got shape {tuple(v.shape)}; expected S = {k.shape[-2]} positions to match k")
+
+
+def scaled_dot_product_attention_forward(q, k, v, mask=None, is_causal: bool = False, dropout_p: float = 0.0,
+                                         rng=None, scale=None):
+    """Attention ``dropout(softmax(scale * q k^T + mask)) v``.
+
+    Inputs:
+        q: (..., T, Dh) queries (usually (B, H, T, Dh))
+        k: (..., S, Dh) keys
+        v: (..., S, Dv) values
+        mask: None; a bool array, True = may NOT attend; or a float array (q's dtype) added to the scores,
+            ``-inf`` allowed. Broadcastable to (..., T, S); e.g. a key padding mask (B, 1, 1, S) or a
+            causal mask (T, S).
+        is_causal: also forbid keys after each query's position (:func:`causal_mask` (T, S))
+        dropout_p: probability of zeroing each attention weight (the kept ones are scaled by 1/(1-p))
+        rng: int seed, Generator of q's array module, or None; used only when ``dropout_p > 0``
+        scale: multiplies the scores; default ``1/sqrt(Dh)``
+
+    Returns:
+        out: (..., T, Dv)
+        weights: (..., T, S) the softmax probabilities BEFORE dropout (rows sum to 1, or are all 0 when
+            every key of the row is masked)
+        cache: dict with ``q``, ``k``, ``v``, ``scale``, ``softmax`` (the softmax cache, holding the
+            weights), ``dropped`` (..., T, S) = the weights after dropout, and ``keep_scale`` (..., T, S) =
+            the dropout mask ``keep / (1 - p)`` or None without dropout
+    """
+    _check_qkv(q, k, v)
+    check_probability("dropout_p", dropout_p)
+    if not isinstance(is_causal, (bool, np.bool_)):
+        raise TypeError(f"is_causal: got {type(is_causal).__name__}; expected a bool")
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    elif isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"scale: got {type(scale).__name__}; expected a real number (or None for 1/sqrt(Dh))")
+    scale = float(scale)  # a Python float: it never upcasts float32 scores
+    xp = get_array_module(q, k, v, mask)
+    T, S = q.shape[-2], k.shape[-2]
+    scores_shape = tuple(q.shape[:-2]) + (T, S)
+    if mask is not None:
+        check_array("mask", mask)
+        if mask.dtype != np.bool_:
+            check_float("mask", mask)
+            check_same_dtype(("q", "mask"), q, mask)
+        check_broadcastable("mask", mask.shape, scores_shape, "(..., T, S)")
+
+    scores = (q @ xp.swapaxes(k, -1, -2)) * scale               # (..., T, Dh) @ (..., Dh, S) -> (..., T, S)
+    forbidden = causal_mask(T, S, xp) if is_causal else None     # (T, S) or None
+    if mask is not None and mask.dtype == np.bool_:
+        forbidden = mask if forbidden is None else (mask | forbidden)  # broadcasts to (..., T, S)
+    elif mask is not None:
+        scores = scores + mask                                  # (..., T, S), additive mask
+    if forbidden is not None:
+        scores = xp.where(forbidden, -xp.inf, scores)           # (..., T, S); keeps q's dtype
+    weights, softmax_cache = softmax_forward(scores, axis=-1)   # (..., T, S); all -inf row -> zeros
+
+    if dropout_p > 0:
+        generator = seeded_generator(rng, xp)
+        keep = generator.random(weights.shape) >= dropout_p    # (..., T, S) bool, True with probability 1 - p
+        keep_scale = keep.astype(weights.dtype) / (1.0 - dropout_p)  # (..., T, S), inverted dropout
+        dropped = weights * keep_scale                          # (..., T, S)
+    else:
+        keep_scale = None
+        dropped = weights
+    out = dropped @ v                                           # (..., T, S) @ (..., S, Dv) -> (..., T, Dv)
+    cache = {"q": q, "k": k, "v": v, "scale": scale, "softmax": softmax_cache, "dropped": dropped,
+             "keep_scale": keep_scale}
+    return out, weights, cache
+
+
+def scaled_dot_product_attention_backward(dout, cache):
+    """Gradients of attention with respect to q, k and v.
+
+    Inputs:
+        dout: (..., T, Dv) upstream gradient
+        cache: from :func:`scaled_dot_product_attention_forward`
+
+    Returns:
+        dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
+    """
+    q, k, v, scale = cache["q"], cache["k"], cache["v"], cache["scale"]
+    dropped, keep_scale = cache["dropped"], cache["keep_scale"]
+    xp = get_array_module(dout, q)
+
+    # forward: out = dropped @ v
+    dv = xp.swapaxes(dropped, -1, -2) @ dout                    # (..., S, T) @ (..., T, Dv) -> (..., S, Dv)
+    ddropped = dout @ xp.swapaxes(v, -1, -2)                    # (..., T, Dv) @ (..., Dv, S) -> (..., T, S)
+
+    # forward: dropped = weights * keep_scale
+    dweights = ddropped if keep_scale is None else ddropped * keep_scale  # (..., T, S)
+
+    # forward: weights = softmax(scores); dS = P * (dP - rowsum(dP * P)), zero on masked entries and rows
+    dscores = softmax_backward(dweights, cache["softmax"])      # (..., T, S)
+
+    # forward: scores = scale * q @ k^T (+ mask, a constant; -inf entries already have dscores = 0)
+    dq = (dscores @ k) * scale                                  # (..., T, S) @ (..., S, Dh) -> (..., T, Dh)
+    dk = (xp.swapaxes(dscores, -1, -2) @ q) * scale             # (..., S, T) @ (..., T, Dh) -> (..., S, Dh)
+    return dq, dk, dv

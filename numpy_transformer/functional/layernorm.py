@@ -1,0 +1,98 @@
+"""Layer normalization over the last axis.
+
+Each vector ``x`` of width D (one token's features) is normalized to zero mean and unit variance, then
+scaled and shifted by learned per-feature parameters ``gamma`` and ``beta`` (torch: ``weight``, ``bias``).
+
+Forward, for one row ``x`` of width D:
+
+.. math::
+
+    \\mu = \\frac{1}{D}\\sum_i x_i, \\qquad
+    \\sigma^2 = \\frac{1}{D}\\sum_i (x_i - \\mu)^2, \\qquad
+    r = \\frac{1}{\\sqrt{\\sigma^2 + \\epsilon}}
+
+    \\hat{x}_i = (x_i - \\mu)\\, r, \\qquad y_i = \\gamma_i \\hat{x}_i + \\beta_i
+
+Note the variance is the biased one (divide by D), as in the paper and in ``torch.nn.LayerNorm``.
+
+Backward. With upstream gradient ``g = dL/dy``:
+
+- ``dbeta = sum over rows of g`` and ``dgamma = sum over rows of g * xhat`` (y is linear in both).
+- ``dxhat = g * gamma``.
+- ``xhat`` depends on every ``x_j`` of its row through ``mu`` and ``r``. Using ``d mu / d x_j = 1/D`` and
+  ``d r / d x_j = -r^3 (x_j - mu) / D = -r^2 xhat_j / D``, the chain rule gives (derived step by step in
+  ``docs/derivations/layernorm.md``):
+
+.. math::
+
+    \\frac{\\partial L}{\\partial x_j} = r \\left( \\hat{g}_j - \\overline{\\hat{g}}
+        - \\hat{x}_j \\, \\overline{\\hat{g} \\odot \\hat{x}} \\right)
+
+where ``\\hat g = dxhat`` and a bar is the mean over the row. So the backward needs only ``xhat``, ``r`` and
+``gamma`` from the forward pass: that is exactly what the cache keeps.
+
+Shapes: x (..., D), gamma and beta (D,); any number of leading axes (e.g. (B, T, D)).
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ..checks import check_float, check_same_dtype, check_shape
+
+
+def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
+    """Normalize the last axis of ``x``, then scale by ``gamma`` and shift by ``beta``.
+
+    Inputs:
+        x: (..., D) float array
+        gamma: (D,) scale (torch's ``LayerNorm.weight``)
+        beta: (D,) shift (torch's ``LayerNorm.bias``)
+        eps: added to the variance for numerical safety (torch's default 1e-5)
+
+    Returns:
+        out: (..., D)
+        cache: dict with ``xhat`` (..., D), ``rstd`` (..., 1) = 1/sqrt(var + eps) and ``gamma`` (D,)
+    """
+    check_float("x", x)
+    check_float("gamma", gamma)
+    check_float("beta", beta)
+    if x.ndim < 1:
+        raise ValueError("x: got a 0-D array; expected shape (..., D)")
+    width = x.shape[-1]
+    check_shape("gamma", gamma, (width,), f"(D,) with D = x.shape[-1] = {width}")
+    check_shape("beta", beta, (width,), f"(D,) with D = x.shape[-1] = {width}")
+    check_same_dtype(("x", "gamma", "beta"), x, gamma, beta)
+    xp = get_array_module(x, gamma, beta)
+
+    mean = x.mean(axis=-1, keepdims=True)                      # (..., D) -> (..., 1)
+    centered = x - mean                                         # (..., D)
+    variance = (centered * centered).mean(axis=-1, keepdims=True)  # (..., 1), biased: divide by D
+    rstd = 1.0 / xp.sqrt(variance + eps)                        # (..., 1)
+    xhat = centered * rstd                                      # (..., D)
+    out = xhat * gamma + beta                                   # (..., D)
+    cache = {"xhat": xhat, "rstd": rstd, "gamma": gamma}
+    return out, cache
+
+
+def layernorm_backward(dout, cache):
+    """Gradients of layer norm.
+
+    Inputs:
+        dout: (..., D) upstream gradient
+        cache: from :func:`layernorm_forward`
+
+    Returns:
+        dx: (..., D), dgamma: (D,), dbeta: (D,)
+    """
+    xhat, rstd, gamma = cache["xhat"], cache["rstd"], cache["gamma"]
+    reduce_axes = tuple(range(dout.ndim - 1))  # every axis but the feature axis
+
+    # forward: out = xhat * gamma + beta
+    dbeta = dout.sum(axis=reduce_axes)                           # (..., D) -> (D,)
+    dgamma = (dout * xhat).sum(axis=reduce_axes)                 # (..., D) -> (D,)
+    dxhat = dout * gamma                                         # (..., D)
+
+    # forward: xhat = (x - mean) * rstd, with mean and rstd functions of the whole row
+    mean_dxhat = dxhat.mean(axis=-1, keepdims=True)              # (..., 1)
+    mean_dxhat_xhat = (dxhat * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
+    dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)    # (..., D)
+    return dx, dgamma, dbeta

@@ -1,0 +1,134 @@
+"""Softmax and log-softmax along one axis, numerically stable, with closed-form backward passes.
+
+Softmax turns a vector of scores ``x`` into probabilities:
+
+.. math::
+
+    y_i = \\frac{e^{x_i}}{\\sum_j e^{x_j}} = \\frac{e^{x_i - m}}{\\sum_j e^{x_j - m}}, \\qquad m = \\max_j x_j
+
+Subtracting the row maximum ``m`` changes nothing mathematically but keeps every exponent <= 0, so
+``exp`` never overflows (scores of 1e4 are fine) and the largest term is exactly 1, so the sum is >= 1.
+
+Log-softmax is computed as ``x - m - log(sum_j exp(x_j - m))`` (the log-sum-exp trick), never as
+``log(softmax(x))``, which would give ``-inf`` when a probability underflows to 0.
+
+A row whose entries are all ``-inf`` (every choice forbidden, as in a fully masked attention row) has no
+finite maximum; we shift it by 0 instead, its exponentials are all 0, and softmax returns a row of zeros
+(and a zero gradient) instead of NaN. (``torch.softmax`` returns NaN there.)
+
+Backward. With upstream gradient ``g = dL/dy``, and ``dy_i/dx_j = y_i (delta_ij - y_j)``:
+
+.. math::
+
+    \\frac{\\partial L}{\\partial x_j} = \\sum_i g_i y_i (\\delta_{ij} - y_j) = y_j \\Big(g_j - \\sum_i g_i y_i\\Big)
+
+For log-softmax, ``d y_i / d x_j = delta_ij - p_j`` with ``p = softmax(x)``:
+
+.. math::
+
+    \\frac{\\partial L}{\\partial x_j} = g_j - p_j \\sum_i g_i
+
+Both are a handful of elementwise operations and one reduction: the T x T Jacobian is never built.
+Derived step by step in ``docs/derivations/softmax.md``.
+
+Shapes: x (..., N, ...) with the softmax taken along ``axis``; y has the shape of x.
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ..checks import check_float
+
+
+def _check_axis(x, axis) -> int:
+    """``axis`` must be an int that indexes an axis of ``x``; returns it as a non-negative int."""
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(
+            f"axis: got {axis!r}; expected an int in [{-x.ndim}, {x.ndim}) for x of shape {tuple(x.shape)}"
+        )
+    return axis % x.ndim
+
+
+def _shifted_exp(x, axis: int):
+    """``x - max`` and ``exp(x - max)`` along ``axis``; an all ``-inf`` row is shifted by 0, not by ``-inf``."""
+    xp = get_array_module(x)
+    row_max = x.max(axis=axis, keepdims=True)                   # (..., 1, ...)
+    row_max = xp.where(xp.isfinite(row_max), row_max, 0)       # all -inf row: shift by 0, not by -inf
+    shifted = x - row_max                                       # (..., N, ...), every entry <= 0
+    return shifted, xp.exp(shifted)
+
+
+def softmax_forward(x, axis: int = -1):
+    """Softmax of ``x`` along ``axis``.
+
+    Inputs:
+        x: float array of any shape (scores, logits)
+        axis: the axis that sums to one
+
+    Returns:
+        y: the shape of x; each slice along ``axis`` sums to 1 (or is all zeros if it was all ``-inf``)
+        cache: dict with ``y`` and ``axis``
+    """
+    check_float("x", x)
+    axis = _check_axis(x, axis)
+    xp = get_array_module(x)
+
+    _, exps = _shifted_exp(x, axis)                              # (..., N, ...)
+    total = exps.sum(axis=axis, keepdims=True)                  # (..., 1, ...); >= 1 unless all -inf
+    y = exps / xp.where(total == 0, 1, total)                   # (..., N, ...); an all -inf row stays 0
+    return y, {"y": y, "axis": axis}
+
+
+def softmax_backward(dout, cache):
+    """Gradient of softmax.
+
+    Inputs:
+        dout: upstream gradient, the shape of y
+        cache: from :func:`softmax_forward`
+
+    Returns:
+        dx: the shape of x
+    """
+    y, axis = cache["y"], cache["axis"]
+    # forward: y = exp(x - m) / sum(exp(x - m)); dx = y * (g - sum(g * y)), no Jacobian
+    weighted_sum = (dout * y).sum(axis=axis, keepdims=True)     # (..., N, ...) -> (..., 1, ...)
+    dx = y * (dout - weighted_sum)                              # (..., N, ...)
+    return dx
+
+
+def log_softmax_forward(x, axis: int = -1):
+    """Log-softmax of ``x`` along ``axis``: ``x - logsumexp(x)``.
+
+    Inputs:
+        x: float array of any shape
+        axis: the axis to normalize over
+
+    Returns:
+        y: the shape of x, ``y = log(softmax(x))`` computed without taking the log of a probability
+        cache: dict with ``probs`` = softmax(x) (the shape of x) and ``axis``
+    """
+    check_float("x", x)
+    axis = _check_axis(x, axis)
+    xp = get_array_module(x)
+
+    shifted, exps = _shifted_exp(x, axis)                       # (..., N, ...)
+    total = exps.sum(axis=axis, keepdims=True)                  # (..., 1, ...)
+    y = shifted - xp.log(total)                                 # (..., N, ...)
+    probs = exps / total                                        # softmax, reusing exps: no second exp
+    return y, {"probs": probs, "axis": axis}
+
+
+def log_softmax_backward(dout, cache):
+    """Gradient of log-softmax.
+
+    Inputs:
+        dout: upstream gradient, the shape of y
+        cache: from :func:`log_softmax_forward`
+
+    Returns:
+        dx: the shape of x
+    """
+    probs, axis = cache["probs"], cache["axis"]
+    # forward: y = x - m - log(sum(exp(x - m))); dx = g - softmax(x) * sum(g)
+    dout_sum = dout.sum(axis=axis, keepdims=True)               # (..., N, ...) -> (..., 1, ...)
+    dx = dout - probs * dout_sum                                # (..., N, ...)
+    return dx

@@ -1,0 +1,56 @@
+"""Layer norm: finite differences, PyTorch (float64 tight, float32 loose), bad input."""
+import numpy as np
+import pytest
+
+from numpy_transformer.functional.layernorm import layernorm_backward, layernorm_forward
+from numpy_transformer.gradcheck import gradcheck
+from reference import DTYPES, assert_close, to_torch
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (1, 1, 7), (2, 1), (6,)])
+def test_layernorm_matches_finite_differences(rng, shape):
+    x = rng.standard_normal(shape) * 3 + 1
+    gamma = rng.standard_normal(shape[-1])  # random, never all ones: a gamma-blind backward must fail
+    beta = rng.standard_normal(shape[-1])
+    report = gradcheck(layernorm_forward, layernorm_backward, [x, gamma, beta], names=["x", "gamma", "beta"])
+    report.assert_ok()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layernorm_matches_torch(rng, torch, dtype):
+    x = (rng.standard_normal((3, 5, 7)) * 2 + 0.5).astype(dtype)
+    gamma = rng.standard_normal(7).astype(dtype)
+    beta = rng.standard_normal(7).astype(dtype)
+    dout = rng.standard_normal((3, 5, 7)).astype(dtype)
+
+    out, cache = layernorm_forward(x, gamma, beta, eps=1e-5)
+    dx, dgamma, dbeta = layernorm_backward(dout, cache)
+
+    tx, tgamma, tbeta = (to_torch(a, requires_grad=True) for a in (x, gamma, beta))
+    tout = torch.nn.functional.layer_norm(tx, (7,), tgamma, tbeta, eps=1e-5)
+    tout.backward(to_torch(dout))
+    assert out.dtype == dx.dtype == dgamma.dtype == np.dtype(dtype)
+    assert_close(out, tout, what="out")
+    assert_close(dx, tx.grad, what="dx")
+    assert_close(dgamma, tgamma.grad, what="dgamma")
+    assert_close(dbeta, tbeta.grad, what="dbeta")
+
+
+def test_layernorm_large_values_stay_finite(rng):
+    x = rng.standard_normal((2, 3, 8)) * 1e4
+    out, cache = layernorm_forward(x, np.ones(8), np.zeros(8))
+    dx, _, _ = layernorm_backward(rng.standard_normal(x.shape), cache)
+    assert np.isfinite(out).all() and np.isfinite(dx).all()
+    np.testing.assert_allclose(out.mean(-1), 0, atol=1e-9)
+
+
+def test_layernorm_bad_input_names_argument(rng):
+    x = rng.standard_normal((2, 3, 4))
+    with pytest.raises(ValueError, match="gamma"):
+        layernorm_forward(x, np.ones(5), np.zeros(4))
+    with pytest.raises(ValueError, match="beta"):
+        layernorm_forward(x, np.ones(4), np.zeros((4, 1)))
+    with pytest.raises(TypeError, match="x"):
+        layernorm_forward(x.astype(np.int64), np.ones(4), np.zeros(4))
+    with pytest.raises(TypeError, match="gamma"):
+        layernorm_forward(x, np.ones(4, dtype=np.float32), np.zeros(4))

@@ -1,0 +1,80 @@
+"""Softmax and log-softmax: finite differences along every axis, PyTorch (float64 tight, float32 loose),
+large logits, all -inf rows, bad input."""
+import numpy as np
+import pytest
+
+from numpy_transformer.functional.softmax import (
+    log_softmax_backward,
+    log_softmax_forward,
+    softmax_backward,
+    softmax_forward,
+)
+from numpy_transformer.gradcheck import gradcheck
+from reference import DTYPES, assert_close, to_torch
+
+PAIRS = {
+    "softmax": (softmax_forward, softmax_backward),
+    "log_softmax": (log_softmax_forward, log_softmax_backward),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+@pytest.mark.parametrize("shape, axis", [((2, 3, 4), -1), ((2, 3, 4), 0), ((2, 3, 4), 1), ((1, 5), -1), ((3, 1), -1)])
+def test_softmax_matches_finite_differences(rng, name, shape, axis):
+    forward, backward = PAIRS[name]
+    x = rng.standard_normal(shape) * 2 + 0.3
+    report = gradcheck(forward, backward, [x], names=["x"], kwargs={"axis": axis})
+    report.assert_ok()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_softmax_matches_torch(rng, torch, dtype, axis):
+    x = (rng.standard_normal((3, 4, 5)) * 3).astype(dtype)
+    dout = rng.standard_normal((3, 4, 5)).astype(dtype)
+    for name, torch_fn in (("softmax", torch.softmax), ("log_softmax", torch.log_softmax)):
+        forward, backward = PAIRS[name]
+        y, cache = forward(x, axis=axis)
+        dx = backward(dout, cache)
+        tx = to_torch(x, requires_grad=True)
+        ty = torch_fn(tx, dim=axis)
+        ty.backward(to_torch(dout))
+        assert y.dtype == dx.dtype == np.dtype(dtype)
+        assert_close(y, ty, what=f"{name} y")
+        assert_close(dx, tx.grad, what=f"{name} dx")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_large_logits_stay_finite(rng, dtype):
+    x = np.array([[1e4, -1e4, 0.0, 1e4 - 1.0], [-1e4, -1e4, -1e4, -1e4]], dtype=dtype)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    for name, (forward, backward) in PAIRS.items():
+        y, cache = forward(x)
+        dx = backward(dout, cache)
+        assert np.isfinite(y).all() and np.isfinite(dx).all(), name
+    y, _ = softmax_forward(x)
+    np.testing.assert_allclose(y.sum(-1), 1, rtol=1e-6)
+    np.testing.assert_allclose(y[1], 0.25, rtol=1e-6)
+
+
+def test_softmax_all_minus_inf_row_gives_zeros(rng):
+    x = rng.standard_normal((3, 4))
+    x[1] = -np.inf
+    x[2, :2] = -np.inf
+    y, cache = softmax_forward(x)
+    dx = softmax_backward(rng.standard_normal(x.shape), cache)
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+    assert (y[1] == 0).all() and (dx[1] == 0).all()
+    assert (y[2, :2] == 0).all() and (dx[2, :2] == 0).all()
+    np.testing.assert_allclose(y[[0, 2]].sum(-1), 1)
+
+
+def test_softmax_bad_input_names_argument(rng):
+    x = rng.standard_normal((2, 3))
+    for forward in (softmax_forward, log_softmax_forward):
+        with pytest.raises(TypeError, match="x"):
+            forward(np.arange(6).reshape(2, 3))
+        with pytest.raises(ValueError, match="axis"):
+            forward(x, axis=2)
+        with pytest.raises(ValueError, match="axis"):
+            forward(x, axis=1.0)
