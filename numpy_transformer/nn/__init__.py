@@ -1,0 +1,20 @@
+"""Modules: parameters, the Module base class and the layers of torch.nn, each with a hand-written backward."""
+from .layers import (
+    GELU,
+    Activation,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    PatchEmbedding,
+    PatchProjection,
+    PositionalEncoding,
+    ReLU,
+)
+from .module import IncompatibleKeys, Module, ModuleList, Parameter
+
+__all__ = [
+    "Parameter", "Module", "ModuleList", "IncompatibleKeys",
+    "Linear", "Embedding", "LayerNorm", "Dropout", "Activation", "ReLU", "GELU",
+    "PositionalEncoding", "PatchEmbedding", "PatchProjection",
+]
