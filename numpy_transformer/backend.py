@@ -81,6 +81,11 @@ def check_device(device: str) -> str:
     return device.split(":")[0]
 
 
+def array_module_for(device: str):
+    """The array module that holds arrays on ``device``: ``numpy`` for "cpu", ``cupy`` for "cuda"."""
+    return np if check_device(device) == "cpu" else _import_cupy()
+
+
 def to_device(x: Any, device: str):
     """Move an array to ``"cpu"`` (a NumPy array) or ``"cuda"`` (a CuPy array); a no-op when already there."""
     device = check_device(device)

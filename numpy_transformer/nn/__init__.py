@@ -12,9 +12,19 @@ from .layers import (
     ReLU,
 )
 from .module import IncompatibleKeys, Module, ModuleList, Parameter
+from .attention import MultiheadAttention, merge_attention_masks
+from .transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
     "Parameter", "Module", "ModuleList", "IncompatibleKeys",
     "Linear", "Embedding", "LayerNorm", "Dropout", "Activation", "ReLU", "GELU",
     "PositionalEncoding", "PatchEmbedding", "PatchProjection",
+    "MultiheadAttention", "merge_attention_masks",
+    "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder", "Transformer",
 ]

@@ -1,0 +1,356 @@
+"""Multi-head attention as a layer: ``torch.nn.MultiheadAttention`` with its parameters, masks and keys.
+
+A token does not attend once but H times, each time in its own learned subspace of width ``Dh = D / H``
+("Attention Is All You Need", section 3.2.2):
+
+.. math::
+
+    Q = X_q W_q^\\top + b_q, \\quad K = X_k W_k^\\top + b_k, \\quad V = X_v W_v^\\top + b_v
+
+    \\text{head}_h = \\mathrm{softmax}\\Big(\\frac{Q_h K_h^\\top}{\\sqrt{D_h}} + M\\Big) V_h, \\qquad
+    \\text{out} = \\mathrm{concat}(\\text{head}_1, \\dots, \\text{head}_H)\\, W_o^\\top + b_o
+
+where ``Q_h`` is the h-th block of Dh columns of ``Q``. As in torch, the three input projections are the
+three row blocks of ONE matrix ``in_proj_weight`` (3D, D) = ``[W_q; W_k; W_v]`` with ``in_proj_bias`` (3D,),
+and the output projection is a :class:`~numpy_transformer.nn.layers.Linear` named ``out_proj``, so the
+``state_dict`` keys are torch's: ``in_proj_weight``, ``in_proj_bias``, ``out_proj.weight``, ``out_proj.bias``.
+
+How the matrix products are laid out (that is where the time goes):
+
+- self-attention (``query is key is value``, the same array object): ONE fused product
+  ``x @ in_proj_weight^T`` gives (B, T, 3D), read as q, k and v by slicing (views, no copies);
+- cross-attention with ``key is value`` (a decoder reading the encoder's memory): q from the first D rows,
+  and ONE fused product with the other 2D rows gives k and v;
+- otherwise three products, one per row block;
+- the heads are a batch axis: (B, T, D) is viewed as (B, H, T, Dh) (:mod:`~numpy_transformer.functional.heads`)
+  and one batched ``matmul`` over (B, H) computes every head
+  (:mod:`~numpy_transformer.functional.attention`).
+
+Masks (torch's conventions). ``key_padding_mask`` (B, S): bool True = this key is padding, or a float
+array added to the scores. ``attn_mask`` (T, S) or (B*H, T, S): bool True = may NOT attend, or float
+added. They are merged ONCE per forward into one mask that stays broadcastable: a padding mask is viewed as
+(B, 1, 1, S), a (T, S) mask stays (T, S), and their merge is (B, 1, T, S), never copied per head. A boolean
+pair merges with ``|``; when either is float, a boolean one becomes ``0 / -inf`` and the two are added.
+A query row whose keys are all masked gives zero weights, zero output and zero gradient, never NaN
+(torch gives NaN there).
+
+Differences from torch, all deliberate:
+
+- ``batch_first=True`` only, and ``kdim = vdim = embed_dim``; no ``add_bias_kv`` / ``add_zero_attn``.
+- ``is_causal=True`` with no ``attn_mask`` builds the causal mask (T, S) itself; torch requires the mask
+  too and treats ``is_causal`` as a hint. With an ``attn_mask`` given, ``is_causal`` is a hint here as well:
+  the given mask is used as it is.
+- the returned weights are the softmax probabilities BEFORE attention dropout (torch returns them after).
+- ``backward`` returns one gradient per DISTINCT input array: when the same object was passed in several
+  slots, its whole gradient is in the first of them and the others hold ``None``. So self-attention gives
+  ``(dx, None, None)`` and cross-attention with ``key is value`` gives ``(dquery, dmemory, None)``.
+
+Backward: the forward read upwards. ``out = out_proj(merge(attn(split(q), split(k), split(v))))``, so the
+gradient goes through ``out_proj.backward``, ``merge_heads_backward``, the attention backward, three
+``split_heads_backward`` and the input projection's backward, the latter once per fused product, the way
+the forward computed it. The weight gradient of the fused (3D, D) matrix is the concatenation of its blocks'
+gradients. Derived in ``docs/derivations/multihead.md``.
+
+Shapes: query (B, T, D), key and value (B, S, D); out (B, T, D); weights (B, T, S) averaged over heads,
+or (B, H, T, S).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import get_array_module, seeded_generator
+from ..checks import check_array, check_float, check_ndim, check_positive_int, check_probability, check_shape
+from ..functional.attention import (
+    causal_mask,
+    scaled_dot_product_attention_backward,
+    scaled_dot_product_attention_forward,
+)
+from ..functional.heads import merge_heads_backward, merge_heads_forward, split_heads_backward, split_heads_forward
+from ..functional.linear import linear_backward, linear_forward
+from .layers import Linear
+from .module import Module, Parameter
+
+__all__ = ["MultiheadAttention", "merge_attention_masks"]
+
+
+def _check_mask_dtype(name: str, mask) -> None:
+    check_array(name, mask)
+    if mask.dtype != np.bool_ and mask.dtype.kind != "f":
+        raise TypeError(f"{name}: got dtype {mask.dtype}; expected bool (True = masked) or a float additive mask")
+
+
+def _as_additive(mask, dtype, xp):
+    """A bool mask (True = masked) as ``0 / -inf`` floats of ``dtype``; a float mask cast to ``dtype``."""
+    if mask.dtype == np.bool_:
+        minus_inf = xp.asarray(-math.inf, dtype=dtype)
+        zero = xp.zeros((), dtype=dtype)
+        return xp.where(mask, minus_inf, zero)                 # same shape as mask, dtype
+    return mask.astype(dtype, copy=False)
+
+
+def merge_attention_masks(attn_mask, key_padding_mask, is_causal: bool, batch: int, num_heads: int,
+                          tgt_len: int, src_len: int, dtype, xp=np):
+    """Merge torch.nn-style masks into ONE mask broadcastable to the scores (B, H, T, S).
+
+    Inputs:
+        attn_mask: None, (T, S) or (B*H, T, S); bool True = may NOT attend, or float added to the scores
+        key_padding_mask: None or (B, S); bool True = padding, or float added to the scores
+        is_causal: with ``attn_mask`` None, forbid the keys after each query's position
+        batch, num_heads, tgt_len, src_len: B, H, T, S
+        dtype: the dtype of the scores (float masks are cast to it)
+        xp: the array module
+
+    Returns:
+        None, or a bool / float mask of shape (T, S), (B, 1, 1, S), (B, 1, T, S) or (B, H, T, S):
+        the smallest shape that holds the merge (never copied per head unless ``attn_mask`` is per head).
+    """
+    B, H, T, S = batch, num_heads, tgt_len, src_len
+    masks = []
+    if attn_mask is not None:
+        _check_mask_dtype("attn_mask", attn_mask)
+        if attn_mask.ndim == 2:
+            check_shape("attn_mask", attn_mask, (T, S), f"(T, S) = ({T}, {S}) or (B*H, T, S) = ({B * H}, {T}, {S})")
+            masks.append(attn_mask)                              # (T, S)
+        elif attn_mask.ndim == 3:
+            check_shape("attn_mask", attn_mask, (B * H, T, S),
+                        f"(B*H, T, S) = ({B * H}, {T}, {S}) or (T, S) = ({T}, {S})")
+            masks.append(attn_mask.reshape(B, H, T, S))          # (B*H, T, S) -> (B, H, T, S), a view
+        else:
+            raise ValueError(f"attn_mask: got shape {tuple(attn_mask.shape)} ({attn_mask.ndim}-D); "
+                             f"expected (T, S) = ({T}, {S}) or (B*H, T, S) = ({B * H}, {T}, {S})")
+    elif is_causal:
+        masks.append(causal_mask(T, S, xp))                      # (T, S) bool
+    if key_padding_mask is not None:
+        _check_mask_dtype("key_padding_mask", key_padding_mask)
+        check_shape("key_padding_mask", key_padding_mask, (B, S), f"(B, S) = ({B}, {S})")
+        masks.append(key_padding_mask.reshape(B, 1, 1, S))       # (B, S) -> (B, 1, 1, S), a view
+
+    if not masks:
+        return None
+    if len(masks) == 1:
+        only = masks[0]
+        return only if only.dtype == np.bool_ else only.astype(dtype, copy=False)
+    first, second = masks
+    if first.dtype == np.bool_ and second.dtype == np.bool_:
+        return first | second                                    # (T, S) | (B, 1, 1, S) -> (B, 1, T, S)
+    return _as_additive(first, dtype, xp) + _as_additive(second, dtype, xp)  # -> (B, 1, T, S) or (B, H, T, S)
+
+
+class MultiheadAttention(Module):
+    """``torch.nn.MultiheadAttention`` (``batch_first=True``) with a hand-written backward pass.
+
+    Inputs:
+        embed_dim: D, the model width
+        num_heads: H; must divide D (head width Dh = D / H)
+        dropout: probability of dropping an attention weight (training mode only)
+        bias: learn ``in_proj_bias`` and ``out_proj.bias``
+        batch_first: must be True (inputs are (B, T, D))
+        dtype: parameter dtype
+        rng: int seed, NumPy Generator or None: initial weights and attention dropout
+
+    Parameters (torch's names and initialisation): ``in_proj_weight`` (3D, D) Xavier-uniform,
+    ``in_proj_bias`` (3D,) zeros, ``out_proj.weight`` (D, D) as ``Linear``, ``out_proj.bias`` (D,) zeros.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 batch_first: bool = True, dtype=np.float32, rng=None):
+        super().__init__()
+        check_positive_int("embed_dim", embed_dim)
+        check_positive_int("num_heads", num_heads)
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"num_heads: got {num_heads}; expected a divisor of embed_dim = {embed_dim} "
+                             "(each head gets embed_dim / num_heads features)")
+        check_probability("dropout", dropout)
+        if batch_first is not True:
+            raise ValueError(f"batch_first: got {batch_first!r}; expected True (only batch-first inputs "
+                             "(B, T, D) are supported)")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = float(dropout)
+        self.batch_first = True
+        generator = seeded_generator(rng)
+        self._generator = generator
+
+        # torch: xavier_uniform_(in_proj_weight), fan_in = D, fan_out = 3D
+        bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))
+        self.in_proj_weight = Parameter(generator.uniform(-bound, bound, (3 * embed_dim, embed_dim)).astype(dtype))
+        if bias:
+            self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, dtype=dtype))
+        else:
+            self.in_proj_bias = None
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype, rng=generator)
+        if bias:
+            self.out_proj.bias.data[...] = 0                     # torch: constant_(out_proj.bias, 0.)
+        self._cache = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _dropout_generator(self, xp):
+        """The attention-dropout generator, on the device of the activations."""
+        if xp is np:
+            return self._generator
+        if getattr(self, "_device_generator", None) is None:
+            self._device_generator = xp.random.default_rng(int(self._generator.integers(2**63 - 1)))
+        return self._device_generator
+
+    def _check_inputs(self, query, key, value) -> None:
+        D = self.embed_dim
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            check_float(name, x)
+            check_ndim(name, x, 3, "(B, positions, D) (batch_first=True; unbatched input is not supported)")
+            if x.shape[-1] != D:
+                raise ValueError(f"{name}: got shape {tuple(x.shape)}; expected last axis embed_dim = {D}")
+            if x.dtype != self.in_proj_weight.dtype:
+                raise TypeError(f"{name}: got dtype {x.dtype}; expected {self.in_proj_weight.dtype} to match the "
+                                "parameters (cast explicitly, or use to_dtype)")
+        if key.shape[0] != query.shape[0]:
+            raise ValueError(f"key: got shape {tuple(key.shape)}; expected batch size {query.shape[0]} to match "
+                             f"query {tuple(query.shape)}")
+        if value.shape != key.shape:
+            raise ValueError(f"value: got shape {tuple(value.shape)}; expected {tuple(key.shape)} to match key")
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True, attn_mask=None,
+                average_attn_weights: bool = True, is_causal: bool = False):
+        """Attend from ``query`` to ``key`` / ``value``.
+
+        Inputs:
+            query: (B, T, D)
+            key: (B, S, D)
+            value: (B, S, D)
+            key_padding_mask: None or (B, S), bool True = padding, or float added to the scores
+            need_weights: also return the attention weights
+            attn_mask: None, (T, S) or (B*H, T, S); bool True = may NOT attend, or float added
+            average_attn_weights: average the returned weights over the heads
+            is_causal: with no ``attn_mask``, forbid keys after each query's position
+
+        Returns:
+            out: (B, T, D)
+            weights: (B, T, S) averaged over heads, (B, H, T, S) per head, or None when not
+                ``need_weights``; the probabilities before dropout
+        """
+        self._check_inputs(query, key, value)
+        if not isinstance(is_causal, (bool, np.bool_)):
+            raise TypeError(f"is_causal: got {type(is_causal).__name__}; expected a bool")
+        xp = get_array_module(query, key, value, self.in_proj_weight.data)
+        B, T, D = query.shape
+        S = key.shape[1]
+        H = self.num_heads
+        W = self.in_proj_weight.data                             # (3D, D) = [W_q; W_k; W_v]
+        b = self.in_proj_bias.data if self.in_proj_bias is not None else None
+        b_q, b_k, b_v, b_kv = (None,) * 4 if b is None else (b[:D], b[D:2 * D], b[2 * D:], b[D:])
+
+        mask = merge_attention_masks(attn_mask, key_padding_mask, bool(is_causal), B, H, T, S, query.dtype, xp)
+
+        if query is key and key is value:
+            path = "qkv"
+            qkv, proj_caches = linear_forward(query, W, b)       # (B, T, D) -> (B, T, 3D), one product
+            proj_caches = (proj_caches,)
+            q, k, v = qkv[..., :D], qkv[..., D:2 * D], qkv[..., 2 * D:]  # 3 x (B, T, D), views
+        elif key is value:
+            path = "q_kv"
+            q, q_cache = linear_forward(query, W[:D], b_q)       # (B, T, D) -> (B, T, D)
+            kv, kv_cache = linear_forward(key, W[D:], b_kv)      # (B, S, D) -> (B, S, 2D), one product
+            proj_caches = (q_cache, kv_cache)
+            k, v = kv[..., :D], kv[..., D:]                      # 2 x (B, S, D), views
+        else:
+            path = "q_k_v"
+            q, q_cache = linear_forward(query, W[:D], b_q)       # (B, T, D) -> (B, T, D)
+            k, k_cache = linear_forward(key, W[D:2 * D], b_k)    # (B, S, D) -> (B, S, D)
+            v, v_cache = linear_forward(value, W[2 * D:], b_v)   # (B, S, D) -> (B, S, D)
+            proj_caches = (q_cache, k_cache, v_cache)
+
+        q_heads, q_split = split_heads_forward(q, H)             # (B, T, D) -> (B, H, T, Dh)
+        k_heads, k_split = split_heads_forward(k, H)             # (B, S, D) -> (B, H, S, Dh)
+        v_heads, v_split = split_heads_forward(v, H)             # (B, S, D) -> (B, H, S, Dh)
+        dropout_p = self.dropout if self.training else 0.0
+        heads, weights, attention_cache = scaled_dot_product_attention_forward(
+            q_heads, k_heads, v_heads, mask=mask, dropout_p=dropout_p,
+            rng=self._dropout_generator(xp) if dropout_p > 0 else None,
+        )                                                        # heads (B, H, T, Dh), weights (B, H, T, S)
+        merged, merge_cache = merge_heads_forward(heads)         # (B, H, T, Dh) -> (B, T, D)
+        out = self.out_proj(merged)                              # (B, T, D) -> (B, T, D)
+
+        self._cache = {
+            "path": path, "proj": proj_caches, "split": (q_split, k_split, v_split),
+            "attention": attention_cache, "merge": merge_cache,
+            "key_is_query": key is query, "value_is_query": value is query,
+        }
+        if not need_weights:
+            return out, None
+        if average_attn_weights:
+            weights = weights.mean(axis=1)                       # (B, H, T, S) -> (B, T, S)
+        return out, weights
+
+    # ------------------------------------------------------------------ backward
+
+    def backward(self, dout):
+        """Gradients of the last forward; adds into the parameters' ``.grad``.
+
+        Inputs:
+            dout: (B, T, D) upstream gradient of ``out`` (the weights are not differentiated)
+
+        Returns:
+            (dquery, dkey, dvalue): (B, T, D), (B, S, D), (B, S, D), with the whole gradient of an input
+            passed in several slots in its first slot and ``None`` in the others:
+            self-attention ``(dx, None, None)``, ``key is value`` ``(dquery, dkey_and_value, None)``.
+        """
+        cache = self._cache
+        if cache is None:
+            raise RuntimeError("backward: called before forward; expected a forward call first")
+        xp = get_array_module(dout)
+        weight_param, bias_param = self.in_proj_weight, self.in_proj_bias
+        need_weight = weight_param.requires_grad or (bias_param is not None and bias_param.requires_grad)
+
+        # forward: out = self.out_proj(merged)
+        dmerged = self.out_proj.backward(dout)                   # (B, T, D)
+        # forward: merged = merge_heads(heads)
+        dheads = merge_heads_backward(dmerged, cache["merge"])   # (B, T, D) -> (B, H, T, Dh)
+        # forward: heads = attention(q_heads, k_heads, v_heads, mask)
+        dq_heads, dk_heads, dv_heads = scaled_dot_product_attention_backward(dheads, cache["attention"])
+        # forward: q_heads, k_heads, v_heads = split_heads(q), split_heads(k), split_heads(v)
+        q_split, k_split, v_split = cache["split"]
+        dq = split_heads_backward(dq_heads, q_split)             # (B, H, T, Dh) -> (B, T, D)
+        dk = split_heads_backward(dk_heads, k_split)             # (B, H, S, Dh) -> (B, S, D)
+        dv = split_heads_backward(dv_heads, v_split)             # (B, H, S, Dh) -> (B, S, D)
+
+        path, proj = cache["path"], cache["proj"]
+        if path == "qkv":
+            # forward: q, k, v = qkv[..., :D], qkv[..., D:2D], qkv[..., 2D:]
+            dqkv = xp.concatenate((dq, dk, dv), axis=-1)         # 3 x (B, T, D) -> (B, T, 3D)
+            # forward: qkv = x @ W^T + b, one product for all three
+            dx, dW, db = linear_backward(dqkv, proj[0], need_weight_grad=need_weight)
+            grads = (dx, None, None)
+        elif path == "q_kv":
+            # forward: k, v = kv[..., :D], kv[..., D:]
+            dkv = xp.concatenate((dk, dv), axis=-1)              # 2 x (B, S, D) -> (B, S, 2D)
+            # forward: kv = key @ W[D:]^T + b[D:]
+            dkey, dW_kv, db_kv = linear_backward(dkv, proj[1], need_weight_grad=need_weight)
+            # forward: q = query @ W[:D]^T + b[:D]
+            dquery, dW_q, db_q = linear_backward(dq, proj[0], need_weight_grad=need_weight)
+            dW = xp.concatenate((dW_q, dW_kv)) if need_weight else None          # (3D, D)
+            db = xp.concatenate((db_q, db_kv)) if need_weight and db_q is not None else None  # (3D,)
+            grads = (dquery, dkey, None)
+        else:
+            # forward: q, k, v = query @ W_q^T + b_q, key @ W_k^T + b_k, value @ W_v^T + b_v
+            dvalue, dW_v, db_v = linear_backward(dv, proj[2], need_weight_grad=need_weight)
+            dkey, dW_k, db_k = linear_backward(dk, proj[1], need_weight_grad=need_weight)
+            dquery, dW_q, db_q = linear_backward(dq, proj[0], need_weight_grad=need_weight)
+            dW = xp.concatenate((dW_q, dW_k, dW_v)) if need_weight else None     # (3D, D)
+            db = xp.concatenate((db_q, db_k, db_v)) if need_weight and db_q is not None else None  # (3D,)
+            # the same array passed in two slots (not both key and value, that is the "q_kv" path)
+            if cache["key_is_query"]:
+                dquery, dkey = dquery + dkey, None
+            if cache["value_is_query"]:
+                dquery, dvalue = dquery + dvalue, None
+            grads = (dquery, dkey, dvalue)
+
+        if weight_param.requires_grad:
+            weight_param.accumulate_grad(dW)
+        if bias_param is not None and bias_param.requires_grad:
+            bias_param.accumulate_grad(db)
+        return grads

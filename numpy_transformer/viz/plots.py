@@ -1,0 +1,369 @@
+"""Matplotlib pictures of the pieces of a Transformer.
+
+Each function takes plain arrays (NumPy or CuPy; they are copied to the host), draws one picture, titles it
+and labels its axes. It draws on ``ax`` when one is given, otherwise on a new figure, and returns the figure.
+With ``path`` it also saves a PNG there (folders are created).
+
+Figures are made with ``matplotlib.figure.Figure`` rather than ``pyplot``, so nothing here needs a display or
+touches pyplot's global state; a figure shows in a notebook as it is, and is freed when it goes out of scope.
+
+- :func:`attention_heatmap` -- one attention matrix (T, S), query tokens down the side, key tokens along the top.
+- :func:`attention_heads_grid` -- every head of a layer (H, T, S), one panel each.
+- :func:`head_view` -- lines from each query token (left) to the tokens it attends to (right).
+- :func:`positional_encoding_plot` -- the sinusoidal table (T, D) as a heatmap.
+- :func:`loss_curve` -- training (and validation) loss against step.
+- :func:`similarity_matrix` -- a square matrix of similarities between labelled items.
+- :func:`patch_grid` -- an image cut into the square patches a Vision Transformer reads.
+- :func:`save_figure` -- save a figure as a PNG, creating folders.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+
+from ..backend import to_numpy
+
+__all__ = [
+    "attention_heatmap",
+    "attention_heads_grid",
+    "head_view",
+    "positional_encoding_plot",
+    "loss_curve",
+    "similarity_matrix",
+    "patch_grid",
+    "save_figure",
+]
+
+
+def _new_axes(ax, figsize):
+    """Return ``(figure, ax)``: the given axes and its figure, or a new figure with one axes."""
+    if ax is not None:
+        return ax.figure, ax
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _host(name: str, x, ndim: Sequence[int]):
+    """``x`` as a NumPy float array with one of the allowed numbers of axes."""
+    x = np.asarray(to_numpy(x) if hasattr(x, "dtype") else x, dtype=np.float64)
+    if x.ndim not in tuple(ndim):
+        want = " or ".join(str(n) for n in ndim)
+        raise ValueError(f"{name}: got shape {x.shape} ({x.ndim}-D); expected {want}-D")
+    return x
+
+
+def _check_tokens(name: str, tokens, size: int, axis_name: str):
+    if tokens is None:
+        return None
+    tokens = [str(t) for t in tokens]
+    if len(tokens) != size:
+        raise ValueError(f"{name}: got {len(tokens)} tokens; expected {size} (the {axis_name} of weights)")
+    return tokens
+
+
+def save_figure(fig, path) -> str:
+    """Save ``fig`` to ``path`` (PNG unless the suffix says otherwise), creating missing folders.
+
+    Returns the path as a string.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _finish(fig, path):
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def attention_heatmap(weights, query_tokens=None, key_tokens=None, title="Attention weights", ax=None,
+                      path=None, annotate=None, cmap="viridis"):
+    """Heatmap of one attention matrix: row t is how query token t spreads its attention over the keys.
+
+    Inputs:
+        weights: (T, S) attention probabilities (each row sums to 1, or 0 for a fully masked row)
+        query_tokens: T labels for the rows (the tokens asking), or None for positions
+        key_tokens: S labels for the columns (the tokens looked at); default: query_tokens when S == T
+        title: the picture's title
+        ax: draw here instead of on a new figure
+        path: save a PNG here
+        annotate: write each weight in its cell (default: when the matrix is at most 12 x 12)
+
+    Returns:
+        the matplotlib figure
+    """
+    weights = _host("weights", weights, (2,))
+    rows, cols = weights.shape
+    query_tokens = _check_tokens("query_tokens", query_tokens, rows, "rows (T)")
+    if key_tokens is None and query_tokens is not None and cols == rows:
+        key_tokens = query_tokens
+    key_tokens = _check_tokens("key_tokens", key_tokens, cols, "columns (S)")
+    side = max(3.5, 0.45 * max(rows, cols) + 2.0)
+    fig, ax = _new_axes(ax, (side + 1.0, side))
+
+    image = ax.imshow(weights, cmap=cmap, vmin=0.0, vmax=max(1e-12, float(weights.max())), aspect="auto")
+    fig.colorbar(image, ax=ax, label="attention weight")
+    ax.set_xticks(range(cols))
+    ax.set_yticks(range(rows))
+    if key_tokens is not None:
+        ax.set_xticklabels(key_tokens, rotation=60, ha="right", rotation_mode="anchor")
+    if query_tokens is not None:
+        ax.set_yticklabels(query_tokens)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    ax.set_title(title)
+    if annotate is None:
+        annotate = max(rows, cols) <= 12
+    if annotate:
+        top = float(weights.max())
+        for (i, j), value in np.ndenumerate(weights):
+            color = "black" if value > 0.6 * top else "white"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
+    return _finish(fig, path)
+
+
+def attention_heads_grid(weights, tokens=None, key_tokens=None, title="Attention of every head", path=None,
+                         columns=None, cmap="viridis"):
+    """One heatmap per head, side by side, on a shared colour scale.
+
+    Inputs:
+        weights: (H, T, S) attention probabilities of one layer for one sentence
+        tokens: T labels of the queries (and of the keys when S == T)
+        key_tokens: S labels of the keys, when they differ from ``tokens`` (cross-attention)
+        columns: panels per row (default: up to 4)
+
+    Returns:
+        the matplotlib figure
+    """
+    from matplotlib.figure import Figure
+
+    weights = _host("weights", weights, (3,))
+    heads, rows, cols = weights.shape
+    tokens = _check_tokens("tokens", tokens, rows, "rows (T)")
+    if key_tokens is None and tokens is not None and cols == rows:
+        key_tokens = tokens
+    key_tokens = _check_tokens("key_tokens", key_tokens, cols, "columns (S)")
+    columns = columns or min(heads, 4)
+    grid_rows = math.ceil(heads / columns)
+    panel = max(2.5, 0.3 * max(rows, cols) + 1.2)
+    fig = Figure(figsize=(panel * columns + 1.0, panel * grid_rows + 0.6), layout="constrained")
+    axes = fig.subplots(grid_rows, columns, squeeze=False)
+    top = max(1e-12, float(weights.max()))
+    for h, ax in enumerate(axes.flat):
+        if h >= heads:
+            ax.axis("off")
+            continue
+        image = ax.imshow(weights[h], cmap=cmap, vmin=0.0, vmax=top, aspect="auto")
+        ax.set_title(f"head {h}")
+        ax.set_xticks(range(cols))
+        ax.set_yticks(range(rows))
+        ax.set_xticklabels(key_tokens if key_tokens is not None else range(cols), rotation=60, ha="right",
+                           rotation_mode="anchor", fontsize=7)
+        ax.set_yticklabels(tokens if tokens is not None else range(rows), fontsize=7)
+        if h % columns == 0:
+            ax.set_ylabel("query")
+        if h // columns == grid_rows - 1:
+            ax.set_xlabel("key")
+    fig.colorbar(image, ax=axes, label="attention weight", shrink=0.8)
+    fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def head_view(weights, tokens, key_tokens=None, head=None, title="Who attends to whom", ax=None, path=None,
+              threshold=0.05):
+    """Lines from each query token (left column) to each key token (right column) it attends to.
+
+    A line's width and opacity grow with the attention weight, so a glance shows where each word looks.
+    With several heads, each head gets its own colour (or pick one with ``head``).
+
+    Inputs:
+        weights: (T, S) or (H, T, S) attention probabilities
+        tokens: T labels of the queries (left)
+        key_tokens: S labels of the keys (right); default ``tokens``
+        head: draw only this head of an (H, T, S) array
+        threshold: weights below this are not drawn
+
+    Returns:
+        the matplotlib figure
+    """
+    weights = _host("weights", weights, (2, 3))
+    if weights.ndim == 2:
+        weights = weights[None]
+    if head is not None:
+        if not 0 <= head < weights.shape[0]:
+            raise ValueError(f"head: got {head}; expected an index in [0, {weights.shape[0]})")
+        weights = weights[head:head + 1]
+    heads, rows, cols = weights.shape
+    tokens = _check_tokens("tokens", tokens, rows, "rows (T)")
+    key_tokens = _check_tokens("key_tokens", key_tokens if key_tokens is not None else tokens, cols,
+                               "columns (S)")
+    fig, ax = _new_axes(ax, (4.5, max(3.0, 0.4 * max(rows, cols) + 1.2)))
+    colors = [f"C{h % 10}" for h in range(heads)]
+
+    # Row i of the left column sits at height -i, so the sentence reads top to bottom.
+    for h in range(heads):
+        for (i, j), value in np.ndenumerate(weights[h]):
+            if value >= threshold:
+                ax.plot([0.0, 1.0], [-i, -j], color=colors[h], alpha=min(1.0, 0.15 + 0.85 * value),
+                        linewidth=0.5 + 4.0 * value, solid_capstyle="round")
+    for i, token in enumerate(tokens):
+        ax.text(-0.05, -i, token, ha="right", va="center", fontsize=10)
+    for j, token in enumerate(key_tokens):
+        ax.text(1.05, -j, token, ha="left", va="center", fontsize=10)
+    if heads > 1:
+        for h in range(heads):
+            ax.plot([], [], color=colors[h], linewidth=3, label=f"head {h if head is None else head}")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=min(heads, 4), fontsize=8, frameon=False)
+    ax.set_xlim(-0.6, 1.6)
+    ax.set_ylim(-max(rows, cols) + 0.5, 0.8)
+    ax.set_xticks([0.0, 1.0])
+    ax.set_xticklabels(["query", "key"])
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title)
+    return _finish(fig, path)
+
+
+def positional_encoding_plot(table, title="Sinusoidal positional encoding", ax=None, path=None, cmap="RdBu"):
+    """Heatmap of a positional-encoding table: one row per position, one column per feature.
+
+    Inputs:
+        table: (T, D) encodings, e.g. ``sinusoidal_table(T, D)``
+
+    Returns:
+        the matplotlib figure
+    """
+    table = _host("table", table, (2,))
+    fig, ax = _new_axes(ax, (8.0, 4.5))
+    image = ax.imshow(table, cmap=cmap, vmin=-1.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="value")
+    ax.set_xlabel("feature index (even: sin, odd: cos; frequency falls to the right)")
+    ax.set_ylabel("position")
+    ax.set_title(title)
+    return _finish(fig, path)
+
+
+def loss_curve(steps, losses, val_steps=None, val=None, title="Training loss", ylabel="loss", ax=None,
+               path=None, log_scale=False):
+    """Loss (or any metric) against training step, with an optional validation curve.
+
+    Inputs:
+        steps: N step numbers; losses: N values
+        val_steps, val: M step numbers and M validation values (``val_steps`` defaults to ``steps``)
+        log_scale: a logarithmic y axis
+
+    Returns:
+        the matplotlib figure
+    """
+    steps = _host("steps", steps, (1,))
+    losses = _host("losses", losses, (1,))
+    if steps.shape != losses.shape:
+        raise ValueError(f"losses: got {losses.shape[0]} values; expected {steps.shape[0]} (one per step)")
+    fig, ax = _new_axes(ax, (6.0, 4.0))
+    ax.plot(steps, losses, label="train", color="C0")
+    if val is not None:
+        val = _host("val", val, (1,))
+        val_steps = steps if val_steps is None else _host("val_steps", val_steps, (1,))
+        if val_steps.shape != val.shape:
+            raise ValueError(f"val: got {val.shape[0]} values; expected {val_steps.shape[0]} (one per val step)")
+        ax.plot(val_steps, val, label="validation", color="C1", marker="o", markersize=3)
+        ax.legend()
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+def similarity_matrix(matrix, labels, col_labels=None, title="Cosine similarity", ax=None, path=None,
+                      cmap="RdBu_r", vmin=-1.0, vmax=1.0, annotate=None):
+    """Heatmap of pairwise similarities (e.g. cosine similarity of word embeddings).
+
+    Inputs:
+        matrix: (N, M) similarities, usually square
+        labels: N row labels; col_labels: M column labels (default ``labels``)
+        vmin, vmax: colour range (cosine similarity lives in [-1, 1])
+
+    Returns:
+        the matplotlib figure
+    """
+    matrix = _host("matrix", matrix, (2,))
+    rows, cols = matrix.shape
+    labels = _check_tokens("labels", labels, rows, "rows")
+    col_labels = _check_tokens("col_labels", col_labels if col_labels is not None else labels, cols, "columns")
+    side = max(3.5, 0.45 * max(rows, cols) + 2.0)
+    fig, ax = _new_axes(ax, (side + 1.0, side))
+    image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    fig.colorbar(image, ax=ax, label="similarity")
+    ax.set_xticks(range(cols))
+    ax.set_yticks(range(rows))
+    ax.set_xticklabels(col_labels, rotation=60, ha="right", rotation_mode="anchor")
+    ax.set_yticklabels(labels)
+    ax.set_xlabel("item")
+    ax.set_ylabel("item")
+    ax.set_title(title)
+    if annotate is None:
+        annotate = max(rows, cols) <= 12
+    if annotate:
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    return _finish(fig, path)
+
+
+def patch_grid(image, patch_size, title=None, ax=None, path=None, number=True):
+    """An image with the grid of ``patch_size`` x ``patch_size`` patches a Vision Transformer cuts it into.
+
+    Patches are numbered in row-major order, the order of ``patchify_forward``'s N axis.
+
+    Inputs:
+        image: (H, W) grey, or (C, H, W) with C = 1 or 3 (channels first, as the library stores images)
+        patch_size: P; H and W must be multiples of P
+        number: write each patch's index in its corner
+
+    Returns:
+        the matplotlib figure
+    """
+    image = _host("image", image, (2, 3))
+    if image.ndim == 3:
+        if image.shape[0] not in (1, 3):
+            raise ValueError(f"image: got shape {image.shape}; expected (H, W) or (C, H, W) with C = 1 or 3")
+        image = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    height, width = image.shape[:2]
+    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)) or patch_size < 1:
+        raise ValueError(f"patch_size: got {patch_size!r}; expected a positive integer")
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"patch_size: got {patch_size}; expected a divisor of both H={height} and W={width}")
+    if image.ndim == 3:  # colours: scale into [0, 1] for imshow
+        low, high = image.min(), image.max()
+        image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    fig, ax = _new_axes(ax, (5.0, 5.0))
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+    for edge in range(0, width + 1, patch_size):
+        ax.axvline(edge - 0.5, color="yellow", linewidth=1.2)
+    for edge in range(0, height + 1, patch_size):
+        ax.axhline(edge - 0.5, color="yellow", linewidth=1.2)
+    per_row = width // patch_size
+    count = per_row * (height // patch_size)
+    if number and count <= 256:
+        for index in range(count):
+            r, c = divmod(index, per_row)
+            ax.text(c * patch_size, r * patch_size, str(index), color="yellow", fontsize=7, ha="left", va="top",
+                    bbox=dict(facecolor="black", alpha=0.5, pad=0.5, linewidth=0))
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    if title is None:
+        title = f"{count} patches of {patch_size}x{patch_size} pixels"
+    ax.set_title(title)
+    return _finish(fig, path)
