@@ -68,7 +68,9 @@ def embedding_forward(ids, weight, padding_idx=None):
             raise ValueError(f"padding_idx: got {padding_idx}; expected an id in [-{vocab_size}, {vocab_size})")
         padding_idx = int(padding_idx) % vocab_size
     xp = get_array_module(ids, weight)
-    if ids.size:
+    # The range check reads two numbers back from the array; on a GPU that would stall every step on a
+    # device-to-host copy, so it runs on the host only (validate ids on the CPU before moving them).
+    if ids.size and xp is np:
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= vocab_size:
             bad = low if low < 0 else high

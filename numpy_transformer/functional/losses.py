@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from ..backend import get_array_module
 from ..checks import check_float, check_integer
 
@@ -65,7 +67,7 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoot
     Returns:
         loss: 0-d array of the dtype of ``logits``
         cache: dict with ``probs`` (..., V) = softmax(logits), ``targets`` (...) with ignored positions set
-            to 0, ``valid`` (...) bool, ``count`` = number of valid positions and ``label_smoothing``
+            to 0, ``valid`` (...) bool, ``count`` = number of valid positions (at least 1, a 0-d array) and ``label_smoothing``
     """
     check_float("logits", logits)
     check_integer("targets", targets)
@@ -86,7 +88,9 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoot
     vocab = logits.shape[-1]
     valid = targets != ignore_index                                # (...) bool
     out_of_range = valid & ((targets < 0) | (targets >= vocab))    # (...) bool
-    if bool(out_of_range.any()):
+    # Like every value check, this reads the array back to the host: done on NumPy arrays only, so that a
+    # GPU training step never waits on a device-to-host copy.
+    if xp is np and bool(out_of_range.any()):
         bad = int(targets[out_of_range].reshape(-1)[0])
         raise ValueError(
             f"targets: got class index {bad}; expected indices in [0, V) with V = logits.shape[-1] = {vocab}, "
@@ -110,9 +114,9 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoot
     if eps:
         per_position = per_position - eps * flat_log_probs.mean(axis=-1)  # (M, V) -> (M,)
 
-    count = int(valid.sum())
+    count = xp.maximum(valid.sum(dtype=logits.dtype), 1.0)         # () number of targets, kept on the device
     total = (per_position * valid.reshape(-1)).sum()               # (M,) -> ()
-    loss = xp.asarray(total / max(count, 1), dtype=logits.dtype)   # () ; 0 when every target is ignored
+    loss = xp.asarray(total / count, dtype=logits.dtype)           # () ; 0 when every target is ignored
     cache = {
         "probs": probs,
         "targets": safe_targets,
@@ -139,7 +143,7 @@ def cross_entropy_backward(dloss, cache):
     vocab = probs.shape[-1]
 
     # forward: loss = total / count, total = sum over valid positions of per_position
-    scale = xp.asarray(dloss, dtype=probs.dtype) / max(count, 1)  # ()
+    scale = xp.asarray(dloss, dtype=probs.dtype) / count           # ()
 
     # forward: per_position = -sum_c q_c log p_c, log p = log_softmax(logits)  =>  d/dlogits = p - q,
     # with q = (1 - eps) one-hot + eps / V: subtract eps / V everywhere and 1 - eps at the target (a scatter)
