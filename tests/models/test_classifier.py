@@ -1,0 +1,133 @@
+"""TransformerClassifier: a torch twin (cls and mean pooling, padding), finite differences, freeze_bottom."""
+import numpy as np
+import pytest
+
+from numpy_transformer.gradcheck import gradcheck_module
+from numpy_transformer.io.checkpoint import load_checkpoint, save_checkpoint
+from numpy_transformer.models import TransformerClassifier
+from reference import assert_close
+
+PAD = 0
+
+
+def make_twin(torch, model):
+    """The classifier from torch.nn modules with our state_dict loaded; keys match one-to-one (``pos_embed``
+    is an Embedding whose weight is used as the position table, as our learned PositionalEncoding)."""
+    nn = torch.nn
+    V, D = model.tok_embed.weight.shape
+    layer = model.encoder.layers[0]
+
+    class TorchClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok_embed = nn.Embedding(V, D, padding_idx=PAD, dtype=torch.float64)
+            self.pos_embed = nn.Embedding(model.max_len, D, dtype=torch.float64)
+            encoder_layer = nn.TransformerEncoderLayer(D, layer.nhead, layer.linear1.weight.shape[0], dropout=0.0,
+                                                       activation="gelu", batch_first=True, dtype=torch.float64)
+            self.encoder = nn.TransformerEncoder(encoder_layer, len(model.encoder.layers), enable_nested_tensor=False)
+            self.head = nn.Linear(D, model.head.weight.shape[0], dtype=torch.float64)
+
+        def forward(self, ids):
+            padding = ids == PAD
+            x = self.tok_embed(ids) + self.pos_embed.weight[:ids.shape[1]]
+            x = self.encoder(x, src_key_padding_mask=padding)
+            if model.pooling == "cls":
+                return self.head(x[:, 0])
+            keep = (~padding).to(x.dtype)[..., None]
+            return self.head((x * keep).sum(1) / keep.sum(1))
+
+    torch.backends.mha.set_fastpath_enabled(False)
+    twin = TorchClassifier()
+    twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()}, strict=True)
+    twin.train()
+    return twin
+
+
+def small_classifier(pooling="cls", dtype=np.float64, seed=0):
+    return TransformerClassifier(19, 4, d_model=12, nhead=3, num_layers=2, dim_feedforward=20, dropout=0.0,
+                                 max_len=16, pooling=pooling, pad_id=PAD, dtype=dtype, rng=seed)
+
+
+def padded_ids(rng, B=4, T=7):
+    ids = rng.integers(1, 19, size=(B, T))
+    lengths = np.array([T, 3, 5, 1])[:B]
+    ids[np.arange(T)[None, :] >= lengths[:, None]] = PAD
+    return ids
+
+
+def run_both(torch, model, twin, ids, labels):
+    logits = model(ids)
+    loss, dlogits = model.loss(logits, labels)
+    model.zero_grad()
+    model.backward(dlogits)
+    tlogits = twin(torch.tensor(ids))
+    tloss = torch.nn.functional.cross_entropy(tlogits, torch.tensor(labels))
+    tloss.backward()
+    return logits, loss, tlogits, tloss
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_classifier_matches_torch_twin(rng, torch, pooling):
+    model = small_classifier(pooling)
+    twin = make_twin(torch, model)
+    ids = padded_ids(rng)
+    logits, loss, tlogits, tloss = run_both(torch, model, twin, ids, np.array([0, 3, 1, 2]))
+    assert_close(logits, tlogits, what="logits")
+    assert_close(loss, tloss, what="loss")
+    assert [n for n, _ in model.named_parameters()] == [n for n, _ in twin.named_parameters()]
+    for name, param in model.named_parameters():
+        assert_close(param.grad, twin.get_parameter(name).grad, what=f"grad {name}")
+
+
+def test_freeze_bottom_skips_frozen_gradients(rng, torch):
+    model = small_classifier("mean")
+    twin = make_twin(torch, model)
+    model.freeze_bottom(1)
+
+    def must_not_run(dout):
+        raise AssertionError("the frozen bottom layer's backward ran")
+
+    model.encoder.layers[0].backward = must_not_run
+    ids = padded_ids(rng)
+    run_both(torch, model, twin, ids, np.array([1, 1, 0, 3]))
+    for name, param in model.named_parameters():
+        frozen = name.startswith(("tok_embed", "pos_embed", "encoder.layers.0."))
+        assert param.requires_grad is not frozen
+        if frozen:
+            assert param.grad is None, name
+        else:
+            assert_close(param.grad, twin.get_parameter(name).grad, what=f"grad {name}")
+    assert model.num_parameters(trainable_only=True) < model.num_parameters()
+    with pytest.raises(ValueError, match="n_layers"):
+        model.freeze_bottom(3)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_classifier_matches_finite_differences(pooling):
+    model = TransformerClassifier(5, 3, d_model=4, nhead=2, num_layers=1, dim_feedforward=6, dropout=0.0,
+                                  max_len=6, pooling=pooling, pad_id=PAD, rng=0).to_dtype(np.float64).eval()
+    ids = np.array([[1, 4, 2, 0], [3, 3, 1, 2]])
+    gradcheck_module(model, [ids]).assert_ok()
+
+
+def test_classifier_attention_weights_ignore_padding(rng):
+    model = small_classifier()
+    ids = padded_ids(rng)
+    weights = model.attention_weights(ids, layer=1)
+    assert weights.shape == (4, 3, 7, 7)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-12)
+    assert (weights[np.broadcast_to((ids == PAD)[:, None, None, :], weights.shape)] == 0).all()
+    np.testing.assert_array_equal(model.attention_weights(ids, layer=0, head=2), model.attention_weights(ids, 0)[:, 2])
+
+
+def test_classifier_bad_input_and_checkpoint(rng, tmp_path):
+    with pytest.raises(ValueError, match="pooling"):
+        TransformerClassifier(5, 2, pooling="max")
+    model = small_classifier(dtype=np.float32, seed=1)
+    with pytest.raises(ValueError, match="ids"):
+        model(rng.integers(0, 19, size=(2, 17)))
+    ids = padded_ids(rng)
+    save_checkpoint(tmp_path / "clf.npz", model)
+    other = small_classifier(dtype=np.float32, seed=2)
+    load_checkpoint(tmp_path / "clf.npz", other)
+    np.testing.assert_array_equal(other(ids), model(ids))
