@@ -23,16 +23,19 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")  # draw into files; no display needed
 
 
-def setup(name: str, description: str) -> argparse.Namespace:
+def setup(name: str, description: str, add_arguments=None) -> argparse.Namespace:
     """Parse the shared options, create the output folder and print the demo's title.
 
-    Returns the parsed options: ``quick``, ``out``, ``seed``.
+    ``add_arguments(parser)``, when given, adds the demo's own options (they then show in ``--help``).
+    Returns the parsed options: ``quick``, ``out``, ``seed`` and the demo's own.
     """
     parser = argparse.ArgumentParser(prog=f"{name}.py", description=description)
     parser.add_argument("--quick", action="store_true", help="a tiny run that finishes in seconds")
     parser.add_argument("--out", default=os.path.join("demos_output", name),
                         help="folder for the pictures (default: demos_output/%(prog)s without .py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     title = f"{name}: {description}"
