@@ -36,7 +36,7 @@ rng = np.random.default_rng(args.seed)
 x = rng.normal(size=(2, 5, d_model))  # (B, T, D) word vectors of two 5-word sentences
 out, _ = positional_encoding_forward(x, table)
 print(f"  x (B, T, D) = {x.shape} -> x + table[:T] = {out.shape}")
-print(f"  the same word at positions 0 and 3 now differs: |out[0,0] - out[0,3]| with x[0,0] = x[0,3]:")
+print("  the same word at positions 0 and 3 now differs: |out[0,0] - out[0,3]| with x[0,0] = x[0,3]:")
 x[0, 3] = x[0, 0]
 out, _ = positional_encoding_forward(x, table)
 print(f"    {np.linalg.norm(out[0, 0] - out[0, 3]):.3f} (it was 0 before adding positions)")

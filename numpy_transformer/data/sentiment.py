@@ -1,6 +1,6 @@
 """Sentiment classification data: a small built-in set of movie-review sentences, and an IMDb reader.
 
-``sentiment_sentences.tsv`` holds 450 short movie-review sentences written for this project (they are
+``sentiment_sentences.tsv`` holds 480 short movie-review sentences written for this project (they are
 original sentences, not taken from any review site), labelled 1 (positive) or 0 (negative), half of each.
 They vary the subject (the plot, the acting, the soundtrack ...), the wording and the punctuation, and about half
 of them need more than a bag of words to get right:
