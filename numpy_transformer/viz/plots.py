@@ -222,7 +222,7 @@ def head_view(weights, tokens, key_tokens=None, head=None, title="Who attends to
     if heads > 1:
         for h in range(heads):
             ax.plot([], [], color=colors[h], linewidth=3, label=f"head {h if head is None else head}")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=min(heads, 4), fontsize=8, frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=min(heads, 4), fontsize=8, frameon=False)
     ax.set_xlim(-0.6, 1.6)
     ax.set_ylim(-max(rows, cols) + 0.5, 0.8)
     ax.set_xticks([0.0, 1.0])
