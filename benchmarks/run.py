@@ -27,11 +27,41 @@ Method.
   not traced); "RSS" is the growth of the process high-water mark over the step (``VmHWM``, the
   ``ru_maxrss`` of this process alone). Both
   include what a first step creates and keeps (optimizer state, gradients, caches).
+
+GPU mode.
+
+    python benchmarks/run.py --device cuda                        # every GPU workload at every size
+    python benchmarks/run.py --device cuda --sizes minilm --workloads translator_clip,bert_finetune
+    python benchmarks/run.py --device cuda --markdown benchmarks/results_gpu.md
+
+``--device cuda`` runs the same workloads in one process with our code on CuPy arrays (each model is built on
+the host from the same seed as its torch twin, then moved with ``model.to("cuda")``; its inputs with
+``to_device``) and PyTorch on CUDA. It needs CuPy that sees a GPU and a CUDA build of PyTorch; when either
+is missing it prints what is missing and exits with status 2. ``--allow-cpu-reference`` lets PyTorch run
+on the CPU instead when ``torch.cuda.is_available()`` is False: that only checks that the script works
+(the tables then say so in bold), and it is never done without the flag.
+
+- Time: as on the CPU (warm-up, default 3 calls here; median of ``--repeats`` samples of at least 20 ms; ours
+  as one block, then torch), but a GPU call returns once its kernels are queued, so the device is drained
+  before every reading of the clock: ``cupy.cuda.Device().synchronize()`` around our samples,
+  ``torch.cuda.synchronize()`` around torch's. :class:`CudaDevice` holds these ``sync`` helpers, the GPU's
+  name (``cupy.cuda.runtime.getDeviceProperties(0)["name"]``, in the markdown title block) and the memory
+  counters.
+- Workloads: the CPU ones, plus ``translator_clip`` (the translator training step with
+  ``clip_grad_norm_(1.0)`` between backward and AdamW). ``bert_finetune`` (in both modes) is one fine-tuning
+  step of a BertClassifier on a random-weight MiniLM-size BertModel (size ``minilm``: batch 8 x 128) with the
+  embeddings and the first 2 layers frozen and AdamW on the rest.
+- Rate: the same FLOP counts; the floor is CuPy's float32 ``(B*T, d) @ (d, ff)``.
+- Memory: in-process (no subprocesses), over the first training step after building: the growth of CuPy's
+  default memory pool (its ``total_bytes()`` high-water after ``free_all_blocks()``) for ours and
+  ``torch.cuda.max_memory_allocated()`` after ``reset_peak_memory_stats()`` for torch, above what the model
+  and inputs hold; a column is "-" with a note when its counter does not exist (torch on the CPU).
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import math
 import os
@@ -50,7 +80,8 @@ if ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from benchmarks.workloads import QUICK_SIZE, SEED, SIZES, WORKLOADS, Size, matmul_flops  # noqa: E402
+from benchmarks.workloads import (BERT_FROZEN_LAYERS, QUICK_SIZE, SEED, SIZES, TRANSLATOR_CLIP_NORM,  # noqa: E402
+                                  WORKLOADS, Size, matmul_flops)
 
 MIN_SAMPLE_S = 0.02
 IMPLS = ("ours", "torch")
@@ -71,15 +102,32 @@ def _sample(fn, number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
-def time_block(fn, repeats: int, warmup: int, min_sample: float = MIN_SAMPLE_S) -> float:
-    """Median seconds per call of ``fn``: ``warmup`` untimed calls, then ``repeats`` samples."""
+def _synced_sample(fn, number: int, sync) -> float:
+    """Seconds per call of ``number`` calls, the device drained before each reading of the clock."""
+    sync()
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / number
+
+
+def time_block(fn, repeats: int, warmup: int, min_sample: float = MIN_SAMPLE_S, sync=None) -> float:
+    """Median seconds per call of ``fn``: ``warmup`` untimed calls, then ``repeats`` samples.
+
+    ``sync`` (GPU mode) waits until the device has finished the queued work; it is called before every reading
+    of the clock, because a GPU call returns as soon as its kernels are queued.
+    """
     for _ in range(warmup):
         fn()
-    number = max(1, math.ceil(min_sample / max(_one_call(fn), 1e-7))) if min_sample > 0 else 1
+    if sync is None:
+        number = max(1, math.ceil(min_sample / max(_one_call(fn), 1e-7))) if min_sample > 0 else 1
+    else:
+        number = max(1, math.ceil(min_sample / max(_synced_sample(fn, 1, sync), 1e-7))) if min_sample > 0 else 1
     samples = []
     for _ in range(repeats):
         gc.collect()
-        samples.append(_sample(fn, number))
+        samples.append(_sample(fn, number) if sync is None else _synced_sample(fn, number, sync))
     return statistics.median(samples)
 
 
@@ -91,6 +139,12 @@ def time_pair(fn_ours, fn_torch, repeats: int, warmup: int, min_sample: float = 
     warm-up at the head of each block absorbs the hand-over.
     """
     return (time_block(fn_ours, repeats, warmup, min_sample), time_block(fn_torch, repeats, warmup, min_sample))
+
+
+def time_pair_synced(fn_ours, fn_torch, device: "CudaDevice", repeats: int, warmup: int, min_sample: float):
+    """:func:`time_pair` on the GPU: each library's own device is drained before each reading of the clock."""
+    return (time_block(fn_ours, repeats, warmup, min_sample, device.sync_ours),
+            time_block(fn_torch, repeats, warmup, min_sample, device.sync_torch))
 
 
 def numpy_matmul_rate(size: Size, repeats: int) -> float:
@@ -212,6 +266,7 @@ class Row:
     error: str = ""
     times: dict = field(default_factory=dict)      # (impl, "fwd" | "f+b") -> seconds
     flops: int = 0
+    step_flops: int = 0                            # FLOPs of the training step (0: 3 x flops)
     memory: dict = field(default_factory=dict)     # impl -> {"traced_mb", "rss_mb"} or {"error"}
     floor: float | None = None                     # NumPy 2-D matmul GFLOP/s measured right after the row
     note: str = ""
@@ -228,6 +283,7 @@ def run_workload(name: str, size: Size, repeats: int, warmup: int, min_sample: f
         benches = {impl: workload.build(impl, size, SEED) for impl in IMPLS}
         row.note = "; ".join(b.note for b in benches.values() if b.note)
         row.flops = workload.flops(size)
+        row.step_flops = workload.flops_step(size) if workload.training else 0
         fwd = time_pair(benches["ours"].forward, benches["torch"].forward, repeats, warmup, min_sample)
         row.times[("ours", "fwd")], row.times[("torch", "fwd")] = fwd
         if workload.training:
@@ -273,13 +329,19 @@ def _mem(memory: dict, impl: str, key: str):
     return _fmt(entry.get(key))
 
 
-def table_rows(rows, floors):
+def _cpu_memory_cells(row) -> list:
+    return [_mem(row.memory, "ours", "traced_mb"), _mem(row.memory, "ours", "rss_mb"),
+            _mem(row.memory, "torch", "rss_mb")]
+
+
+def table_rows(rows, floors, floor_key="numpy_gflops", memory_cells=_cpu_memory_cells, rate_columns=None):
+    rate_columns = RATE_COLUMNS if rate_columns is None else rate_columns
     time_rows, rate_rows = [], []
     for row in rows:
         if row.skip or row.error:
             status = f"skipped: {row.skip}" if row.skip else f"error: {row.error}"
             time_rows.append([row.workload, row.size, status] + [""] * (len(TIME_COLUMNS) - 3))
-            rate_rows.append([row.workload, row.size, status] + [""] * (len(RATE_COLUMNS) - 3))
+            rate_rows.append([row.workload, row.size, status] + [""] * (len(rate_columns) - 3))
             continue
         t = row.times.get
         time_rows.append([row.workload, row.size, _ms(t(("ours", "fwd"))), _ms(t(("torch", "fwd"))),
@@ -288,17 +350,16 @@ def table_rows(rows, floors):
         rates = {}
         for impl in IMPLS:
             rates[impl, "fwd"] = _gflops(row.flops, t((impl, "fwd")))
-            rates[impl, "f+b"] = _gflops(3 * row.flops, t((impl, "f+b")))
-        floor = row.floor or floors[row.size]["numpy_gflops"]
+            rates[impl, "f+b"] = _gflops(row.step_flops or 3 * row.flops, t((impl, "f+b")))
+        floor = row.floor or floors[row.size][floor_key]
         # the fraction of the floor: of the training step when there is one, else of the forward
         headline = "f+b" if ("ours", "f+b") in row.times else "fwd"
         percent = {impl: None if rates[impl, headline] is None else 100 * rates[impl, headline] / floor
                    for impl in IMPLS}
         rate_rows.append([row.workload, row.size, _fmt(row.flops / 1e9 if row.flops else None, 2),
                           _fmt(rates["ours", "fwd"]), _fmt(rates["torch", "fwd"]), _fmt(rates["ours", "f+b"]),
-                          _fmt(rates["torch", "f+b"]), _fmt(floor), _fmt(percent["ours"], 0), _fmt(percent["torch"], 0),
-                          _mem(row.memory, "ours", "traced_mb"), _mem(row.memory, "ours", "rss_mb"),
-                          _mem(row.memory, "torch", "rss_mb")])
+                          _fmt(rates["torch", "f+b"]), _fmt(floor), _fmt(percent["ours"], 0), _fmt(percent["torch"], 0)]
+                         + memory_cells(row))
     return time_rows, rate_rows
 
 
@@ -310,6 +371,16 @@ def markdown_table(columns, body) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in line) + " |" for line in body]
     return "\n".join(lines)
+
+
+def sizes_line(sizes) -> str:
+    return ("Sizes: " + "; ".join(f"{s.name}: B={s.B}, T={s.T}, d={s.d}, h={s.h}, ff={s.ff}" for s in sizes)
+            + f". translator: {sizes[0].layers} encoder + {sizes[0].layers} decoder layers, vocabulary "
+            f"{sizes[0].vocab}; vit: {sizes[0].layers} pre-norm layers, patch 4, T patches + class token; "
+            f"bert: {sizes[0].bert_layers} layers, vocabulary {sizes[0].bert_vocab}, inference; bert_finetune: the "
+            f"same BERT (at least {BERT_FROZEN_LAYERS + 1} layers) under a mean-pooling 2-label head, embeddings and "
+            f"the first {BERT_FROZEN_LAYERS} layers frozen, AdamW on the rest; translator_clip: translator with "
+            f"clip_grad_norm_({TRANSLATOR_CLIP_NORM}) before AdamW.")
 
 
 def render(rows, floors, info, sizes, args) -> str:
@@ -333,10 +404,7 @@ def render(rows, floors, info, sizes, args) -> str:
                f"{args.min_sample * 1e3:.0f} ms of calls), ours then torch, each in one block; `python benchmarks/run.py "
                f"{' '.join(args.argv)}`.")
     out.append("")
-    out.append("Sizes: " + "; ".join(f"{s.name}: B={s.B}, T={s.T}, d={s.d}, h={s.h}, ff={s.ff}" for s in sizes)
-               + f". translator: {sizes[0].layers} encoder + {sizes[0].layers} decoder layers, vocabulary "
-               f"{sizes[0].vocab}; vit: {sizes[0].layers} pre-norm layers, patch 4, T patches + class token; "
-               f"bert: {sizes[0].bert_layers} layers, vocabulary {sizes[0].bert_vocab}, inference.")
+    out.append(sizes_line(sizes))
     out.append("")
     out.append("## Time (ms; ratio = ours / torch, above 1 = slower)")
     out.append("")
@@ -351,7 +419,8 @@ def render(rows, floors, info, sizes, args) -> str:
     out.append(markdown_table(RATE_COLUMNS, rate_rows))
     out.append("")
     out.append("GFLOP fwd: matrix-product FLOPs of one forward pass, counted analytically (2*M*N*K per product; "
-               "f+b = 3 x fwd: a backward computes two products of each forward product's size; attention counted "
+               "f+b = 3 x fwd: a backward computes two products of each forward product's size, for bert_finetune only "
+               "those of the trainable layers and the head; attention counted "
                "dense, the full T x T scores; elementwise work not counted, so layernorm has no rate). "
                "floor: NumPy's (B*T, d) @ (d, ff) rate re-measured right after each row (the load of a shared machine "
                "drifts); % floor: the f+b rate (the fwd rate for bert) over it. "
@@ -364,6 +433,296 @@ def render(rows, floors, info, sizes, args) -> str:
     return "\n".join(out) + "\n"
 
 
+# ------------------------------------------------------------------------------------------- GPU mode
+
+class CudaDevice:
+    """The GPU as both libraries see it: draining the queued work, the device's name and the memory counters.
+
+    ``cupy`` is the imported CuPy module; ``torch_device`` is ``"cuda"``, or ``"cpu"`` only when the reference
+    was explicitly allowed to run on the CPU (``--allow-cpu-reference``).
+    """
+
+    def __init__(self, cupy, torch, torch_device: str):
+        self.cupy, self.torch, self.torch_device = cupy, torch, torch_device
+
+    def sync_ours(self) -> None:
+        self.cupy.cuda.Device().synchronize()
+
+    def sync_torch(self) -> None:
+        if self.torch_device == "cuda":
+            self.torch.cuda.synchronize()
+
+    def sync(self) -> None:
+        self.sync_ours()
+        self.sync_torch()
+
+    def name(self) -> str:
+        name = self.cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    def info(self) -> dict:
+        cupy, torch = self.cupy, self.torch
+        info = {"gpu": self.name(), "cupy": getattr(cupy, "__version__", "unknown"),
+                "torch_device": self.torch_device, "torch_cuda": getattr(torch.version, "cuda", None) or "none"}
+        try:
+            version = int(cupy.cuda.runtime.runtimeGetVersion())
+            info["cuda_runtime"] = f"{version // 1000}.{version % 1000 // 10}"
+        except Exception:  # not every CuPy build answers
+            info["cuda_runtime"] = "unknown"
+        return info
+
+    def memory_unavailable(self, impl: str) -> str:
+        """Why the peak device memory of ``impl`` cannot be measured here ("" when it can)."""
+        if impl == "ours":
+            return "" if hasattr(self.cupy, "get_default_memory_pool") else "CuPy has no get_default_memory_pool"
+        return "" if self.torch_device == "cuda" else "PyTorch runs on the CPU (--allow-cpu-reference)"
+
+    def measure_step_memory(self, impl: str, fn) -> dict:
+        """Run ``fn`` once (the first step after building) and return the device memory it took, in MB.
+
+        ours: CuPy's default memory pool keeps the blocks that are freed, so after ``free_all_blocks()`` its
+        ``total_bytes()`` only grows, up to the high-water mark of what was in use. torch:
+        ``torch.cuda.max_memory_allocated()`` after ``reset_peak_memory_stats()``. "peak" is above what the
+        model and inputs already held ("held").
+        """
+        reason = self.memory_unavailable(impl)
+        if reason:
+            fn()
+            return {"unavailable": reason}
+        gc.collect()
+        if impl == "ours":
+            pool = self.cupy.get_default_memory_pool()
+            self.sync_ours()
+            pool.free_all_blocks()
+            held = pool.used_bytes()
+            fn()
+            self.sync_ours()
+            peak = pool.total_bytes()
+        else:
+            cuda = self.torch.cuda
+            self.sync_torch()
+            cuda.reset_peak_memory_stats()
+            held = cuda.memory_allocated()
+            fn()
+            self.sync_torch()
+            peak = cuda.max_memory_allocated()
+        return {"held_mb": held / 2**20, "peak_mb": (peak - held) / 2**20}
+
+
+def open_cuda(allow_cpu_reference: bool):
+    """``(CudaDevice, "")``, or ``(None, what is missing)`` when the GPU mode cannot run here."""
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError as error:
+        return None, (f"--device cuda needs CuPy, which is not installed ({error}); install a CuPy wheel that "
+                      "matches the machine's CUDA (e.g. `pip install cupy-cuda12x`) on a machine with an NVIDIA GPU")
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as error:  # no driver, or CuPy built for another CUDA
+        return None, f"--device cuda: CuPy is installed but cannot reach a GPU ({type(error).__name__}: {error})"
+    if count < 1:
+        return None, "--device cuda: CuPy is installed but sees no GPU (getDeviceCount() = 0)"
+    try:
+        torch = importlib.import_module("torch")
+    except ImportError as error:
+        return None, f"--device cuda compares against PyTorch, which is not installed ({error})"
+    if torch.cuda.is_available():
+        return CudaDevice(cupy, torch, "cuda"), ""
+    if allow_cpu_reference:
+        return CudaDevice(cupy, torch, "cpu"), ""
+    return None, ("--device cuda: PyTorch has no CUDA here (torch.cuda.is_available() is False; torch "
+                  f"{torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); install a CUDA build of "
+                  "PyTorch, or pass --allow-cpu-reference to compare against PyTorch on the CPU (for testing the "
+                  "script only: the ratios are then no GPU comparison)")
+
+
+def gpu_matmul_floor(device: CudaDevice, size: Size, repeats: int, warmup: int, min_sample: float) -> dict:
+    """GFLOP/s of one float32 2-D product (B*T, d) @ (d, ff) in CuPy and in torch on its device."""
+    from numpy_transformer.backend import to_device
+    rng = np.random.default_rng(SEED)
+    a = rng.standard_normal((size.B * size.T, size.d)).astype(np.float32)
+    b = rng.standard_normal((size.d, size.ff)).astype(np.float32)
+    ca, cb = to_device(a, "cuda"), to_device(b, "cuda")
+    ta, tb = (device.torch.from_numpy(x.copy()).to(device.torch_device) for x in (a, b))
+    t_ours, t_torch = time_pair_synced(lambda: ca @ cb, lambda: ta @ tb, device, max(repeats, 3), max(warmup, 2),
+                                       min_sample)
+    flops = matmul_flops(size.B * size.T, size.ff, size.d)
+    return {"shape": f"({size.B * size.T}, {size.d}) @ ({size.d}, {size.ff})",
+            "cupy_gflops": flops / t_ours / 1e9, "torch_gflops": flops / t_torch / 1e9}
+
+
+def run_workload_gpu(name: str, size: Size, device: CudaDevice, repeats: int, warmup: int, min_sample: float,
+                     memory: bool) -> Row:
+    """One row on the GPU: ours on CuPy arrays, torch on its device; the first step measures the memory."""
+    workload = WORKLOADS[name]
+    row = Row(name, size.name)
+    reason = workload.available()
+    if reason:
+        row.skip = reason
+        return row
+    try:
+        benches = {"ours": workload.build("ours", size, SEED, device="cuda"),
+                   "torch": workload.build("torch", size, SEED, device=device.torch_device)}
+        row.note = "; ".join(b.note for b in benches.values() if b.note)
+        row.flops = workload.flops(size)
+        row.step_flops = workload.flops_step(size) if workload.training else 0
+        if memory:
+            for impl, bench in benches.items():
+                row.memory[impl] = device.measure_step_memory(impl, bench.step or bench.forward)
+        fwd = time_pair_synced(benches["ours"].forward, benches["torch"].forward, device, repeats, warmup, min_sample)
+        row.times[("ours", "fwd")], row.times[("torch", "fwd")] = fwd
+        if workload.training:
+            step = time_pair_synced(benches["ours"].step, benches["torch"].step, device, repeats, warmup, min_sample)
+            row.times[("ours", "f+b")], row.times[("torch", "f+b")] = step
+    except Exception as error:  # a broken workload is reported, and the others still run
+        row.error = f"{type(error).__name__}: {error}"[:300]
+    return row
+
+
+GPU_MEMORY_COLUMNS = ["ours peak MB", "torch peak MB"]
+GPU_RATE_COLUMNS = RATE_COLUMNS[:RATE_COLUMNS.index("ours traced MB")] + GPU_MEMORY_COLUMNS
+
+
+def _gpu_memory_cells(row) -> list:
+    cells = []
+    for impl in IMPLS:
+        entry = row.memory.get(impl)
+        cells.append("-" if entry is None or "unavailable" in entry else _fmt(entry.get("peak_mb")))
+    return cells
+
+
+def render_gpu(rows, floors, info, sizes, args) -> str:
+    time_rows, rate_rows = table_rows(rows, floors, "cupy_gflops", _gpu_memory_cells, GPU_RATE_COLUMNS)
+    torch_where = "CUDA" if info["torch_device"] == "cuda" else "CPU"
+    out = [f"# numpy_transformer on CuPy vs PyTorch {torch_where}", ""]
+    out.append(f"GPU: {info['gpu']}; CuPy {info['cupy']} (CUDA runtime {info['cuda_runtime']}), PyTorch "
+               f"{info['torch']} (CUDA {info['torch_cuda']}), NumPy {info['numpy']}, Python {info['python']}; "
+               f"host CPU: {info['cpu']}.")
+    if info["torch_device"] != "cuda":
+        out.append("")
+        out.append("**PyTorch ran on the CPU (--allow-cpu-reference): the ratios are no GPU comparison; this run "
+                   "only checks that the script works.**")
+    out.append("")
+    out.append(f"float32; ours on CuPy arrays (`model.to(\"cuda\")`, inputs through `to_device`), torch on "
+               f"{info['torch_device']}; warm-up {args.warmup}, median of {args.repeats} samples (each at least "
+               f"{args.min_sample * 1e3:.0f} ms of calls), the device drained (CuPy `Device().synchronize()`, "
+               f"`torch.cuda.synchronize()`) before every reading of the clock, ours then torch, each in one block; "
+               f"`python benchmarks/run.py {' '.join(args.argv)}`.")
+    out.append("")
+    out.append(sizes_line(sizes))
+    out.append("")
+    out.append("## Time (ms; ratio = ours / torch, above 1 = slower)")
+    out.append("")
+    out.append(markdown_table(TIME_COLUMNS, time_rows))
+    out.append("")
+    out.append("## Rate and device memory")
+    out.append("")
+    out.append("Matmul floor (CuPy float32 2-D product): "
+               + "; ".join(f"{name}: {f['shape']} {f['cupy_gflops']:.1f} GFLOP/s (torch {f['torch_gflops']:.1f})"
+                           for name, f in floors.items()) + ".")
+    out.append("")
+    out.append(markdown_table(GPU_RATE_COLUMNS, rate_rows))
+    out.append("")
+    memory_note = ("peak MB: device memory of the first training step (the forward for bert) above what the model "
+                   "and inputs held after building, in this process: ours = growth of CuPy's default memory pool "
+                   "(`get_default_memory_pool().total_bytes()` high-water after `free_all_blocks()`), torch = "
+                   "`torch.cuda.max_memory_allocated()` after `reset_peak_memory_stats()`")
+    missing = sorted({entry["unavailable"] for row in rows for entry in row.memory.values() if "unavailable" in entry})
+    if args.no_memory:
+        memory_note = "device memory not measured (--no-memory)"
+    elif missing:
+        memory_note += "; omitted (-) where " + "; ".join(missing)
+    out.append("GFLOP fwd: matrix-product FLOPs of one forward pass, counted as in the CPU tables (f+b = 3 x fwd, "
+               "for bert_finetune only the trainable layers' backward). floor: CuPy's (B*T, d) @ (d, ff) rate at the "
+               "start of the run; % floor: the f+b rate (the fwd rate for bert) over it. " + memory_note + ".")
+    notes = [f"{row.workload}/{row.size}: {row.note}" for row in rows if row.note]
+    if notes:
+        out.append("")
+        out.append("Notes: " + "; ".join(notes) + ".")
+    return "\n".join(out) + "\n"
+
+
+def _print_row(name: str, size: Size, row: Row, memory_key: str | None = None) -> None:
+    if row.skip:
+        print(f"{name:14s} {size.name:9s} skipped: {row.skip}", flush=True)
+    elif row.error:
+        print(f"{name:14s} {size.name:9s} ERROR: {row.error}", flush=True)
+    else:
+        t = row.times
+        step = (f"f+b {_ms(t.get(('ours', 'f+b')))} / {_ms(t.get(('torch', 'f+b')))} ms "
+                f"= {_ratio(t.get(('ours', 'f+b')), t.get(('torch', 'f+b')))}") if ("ours", "f+b") in t else ""
+        memory = ""
+        if memory_key and row.memory:
+            memory = "  peak MB " + " / ".join(_fmt(row.memory.get(impl, {}).get(memory_key)) for impl in IMPLS)
+        print(f"{name:14s} {size.name:9s} fwd {_ms(t[('ours', 'fwd')])} / {_ms(t[('torch', 'fwd')])} ms "
+              f"= {_ratio(t[('ours', 'fwd')], t[('torch', 'fwd')])}  {step}{memory}", flush=True)
+
+
+def _write_json(path, info, floors, rows) -> None:
+    with open(path, "w") as handle:
+        json.dump({"machine": info, "floors": floors,
+                   "rows": [{"workload": r.workload, "size": r.size, "skip": r.skip, "error": r.error,
+                             "flops_fwd": r.flops, "note": r.note, "memory": r.memory,
+                             "times_s": {f"{impl} {mode}": v for (impl, mode), v in r.times.items()}}
+                            for r in rows]}, handle, indent=1)
+
+
+def main_gpu(args, workloads, sizes) -> int:
+    """``--device cuda``: the same workloads, ours on CuPy and torch on CUDA, in this process."""
+    device, missing = open_cuda(args.allow_cpu_reference)
+    if device is None:
+        print(missing, file=sys.stderr)
+        return 2
+    # --threads as on the CPU; --quick with the reference on the CPU uses 1 (no timing, a busy machine stalls)
+    threads = args.threads or (1 if args.quick and device.torch_device == "cpu" else None)
+    torch_threads, blas_limit = device.torch.get_num_threads(), None
+    if threads:
+        import threadpoolctl
+        blas_limit = threadpoolctl.threadpool_limits(threads, user_api="blas")
+        device.torch.set_num_threads(threads)
+    try:
+        return _run_gpu(args, workloads, sizes, device)
+    finally:  # this process may go on (a test calls main): give the thread counts back
+        if blas_limit is not None:
+            blas_limit.restore_original_limits()
+            device.torch.set_num_threads(torch_threads)
+
+
+def _run_gpu(args, workloads, sizes, device: CudaDevice) -> int:
+    info = machine_info()
+    info.update(device.info())
+    print(f"GPU: {info['gpu']}; cupy {info['cupy']} (CUDA runtime {info['cuda_runtime']}), torch {info['torch']} "
+          f"on {info['torch_device']} (CUDA {info['torch_cuda']})", flush=True)
+    if device.torch_device != "cuda":
+        print("WARNING: --allow-cpu-reference: PyTorch runs on the CPU; the ratios are no GPU comparison",
+              file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    floors = {}
+    for size in sizes:
+        floors[size.name] = gpu_matmul_floor(device, size, args.repeats, args.warmup, args.min_sample)
+        print(f"matmul floor {size.name}: {floors[size.name]['shape']}: cupy "
+              f"{floors[size.name]['cupy_gflops']:.1f} GFLOP/s, torch {floors[size.name]['torch_gflops']:.1f}",
+              flush=True)
+    rows = []
+    for name in workloads:
+        for size in sizes:
+            row = run_workload_gpu(name, size, device, args.repeats, args.warmup, args.min_sample,
+                                   memory=not args.no_memory)
+            rows.append(row)
+            _print_row(name, size, row, "peak_mb")
+    text = render_gpu(rows, floors, info, sizes, args)
+    print()
+    print(text)
+    print(f"total {time.perf_counter() - start:.1f} s", flush=True)
+    if args.markdown:
+        with open(args.markdown, "w") as handle:
+            handle.write(text)
+    if args.json:
+        _write_json(args.json, info, floors, rows)
+    return 1 if any(row.error for row in rows) else 0
+
+
 # ------------------------------------------------------------------------------------------- main
 
 def parse_args(argv):
@@ -371,8 +730,8 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, 1 repeat, memory of the first workload only: checks that it runs")
     parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated, of {', '.join(SIZES)}")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help=f"comma-separated, of {', '.join(WORKLOADS)}")
+    parser.add_argument("--workloads", default=None,
+                        help=f"comma-separated, of {', '.join(WORKLOADS)} (default: all of the device's)")
     parser.add_argument("--repeats", type=int, default=None, help="timed samples per callable (default 5)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 1)")
     parser.add_argument("--threads", type=int, default=None,
@@ -382,6 +741,11 @@ def parse_args(argv):
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--memory", nargs=3, metavar=("WORKLOAD", "SIZE", "IMPL"),
                         help="measure one training step's memory in this process and print JSON")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu: NumPy vs PyTorch CPU (default); cuda: CuPy vs PyTorch CUDA, in one process")
+    parser.add_argument("--allow-cpu-reference", action="store_true",
+                        help="with --device cuda: let PyTorch run on the CPU when it has no CUDA (testing the "
+                             "script only; the ratios are then no GPU comparison)")
     args = parser.parse_args(argv)
     args.argv = list(argv)
     return args
@@ -398,7 +762,10 @@ def main(argv=None) -> int:
         print(json.dumps(memory_child(workload, size_name, impl)))
         return 0
 
-    workloads = [w for w in args.workloads.split(",") if w]
+    if args.workloads is None:
+        workloads = [name for name, w in WORKLOADS.items() if args.device in w.devices]
+    else:
+        workloads = [w for w in args.workloads.split(",") if w]
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         print(f"--workloads: got unknown {unknown}; expected names from {list(WORKLOADS)}", file=sys.stderr)
@@ -408,7 +775,7 @@ def main(argv=None) -> int:
         args.repeats = args.repeats or 1
         args.warmup = 1 if args.warmup is None else args.warmup
         args.min_sample = 0.0
-        if args.threads is None:
+        if args.threads is None and args.device == "cpu":
             args.threads = 1   # no timing here; one thread avoids thread stalls on a busy machine
     else:
         names = [s for s in args.sizes.split(",") if s]
@@ -418,8 +785,10 @@ def main(argv=None) -> int:
             return 2
         sizes = [SIZES[s] for s in names]
         args.repeats = args.repeats or 5
-        args.warmup = 1 if args.warmup is None else args.warmup
+        args.warmup = (1 if args.device == "cpu" else 3) if args.warmup is None else args.warmup
         args.min_sample = MIN_SAMPLE_S
+    if args.device == "cuda":
+        return main_gpu(args, workloads, sizes)
 
     if args.threads:
         import threadpoolctl
@@ -451,16 +820,7 @@ def main(argv=None) -> int:
             if measure and not row.skip and not row.error:
                 row.memory = {impl: measure_memory(name, size, impl) for impl in IMPLS}
             rows.append(row)
-            if row.skip:
-                print(f"{name:14s} {size.name:9s} skipped: {row.skip}", flush=True)
-            elif row.error:
-                print(f"{name:14s} {size.name:9s} ERROR: {row.error}", flush=True)
-            else:
-                t = row.times
-                step = (f"f+b {_ms(t.get(('ours', 'f+b')))} / {_ms(t.get(('torch', 'f+b')))} ms "
-                        f"= {_ratio(t.get(('ours', 'f+b')), t.get(('torch', 'f+b')))}") if ("ours", "f+b") in t else ""
-                print(f"{name:14s} {size.name:9s} fwd {_ms(t[('ours', 'fwd')])} / {_ms(t[('torch', 'fwd')])} ms "
-                      f"= {_ratio(t[('ours', 'fwd')], t[('torch', 'fwd')])}  {step}", flush=True)
+            _print_row(name, size, row)
 
     info["load_after"] = os.getloadavg()
     text = render(rows, floors, info, sizes, args)
@@ -471,12 +831,7 @@ def main(argv=None) -> int:
         with open(args.markdown, "w") as handle:
             handle.write(text)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"machine": info, "floors": floors,
-                       "rows": [{"workload": r.workload, "size": r.size, "skip": r.skip, "error": r.error,
-                                 "flops_fwd": r.flops, "note": r.note, "memory": r.memory,
-                                 "times_s": {f"{impl} {mode}": v for (impl, mode), v in r.times.items()}}
-                                for r in rows]}, handle, indent=1)
+        _write_json(args.json, info, floors, rows)
     return 1 if any(row.error for row in rows) else 0
 
 

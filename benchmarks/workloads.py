@@ -2,17 +2,23 @@
 
 A workload is a :class:`Workload` with
 
-- ``build(impl, size, seed)`` -> :class:`Bench` whose ``forward()`` runs the forward pass and whose ``step()``
-  runs forward + backward (+ the optimizer step for the training workloads), or is None for an
-  inference-only workload. ``impl`` is ``"ours"`` or ``"torch"``; the torch twin is built from our
+- ``build(impl, size, seed, device="cpu")`` -> :class:`Bench` whose ``forward()`` runs the forward pass and
+  whose ``step()`` runs forward + backward (+ the optimizer step for the training workloads), or is None for
+  an inference-only workload. ``impl`` is ``"ours"`` or ``"torch"``; the torch twin is built from our
   ``state_dict`` so that both compute the same function. PyTorch is imported only for ``"torch"``, so that a
-  memory measurement of our code never loads it.
+  memory measurement of our code never loads it. ``device`` is where the arrays live: for ``"ours"``,
+  ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy: the model is built on the host with the same seed, then moved with
+  ``model.to("cuda")`` and the inputs with ``to_device``); for ``"torch"``, a torch device (``"cpu"``,
+  ``"cuda"``). Every model and input is built on the host first, so both devices compute the same function.
 - ``flops(size)`` -> the matrix-product FLOPs of one forward pass, counted analytically (see
   :func:`matmul_flops` and each workload's docstring): ``2 * M * N * K`` per product (one multiply and one
   add per term). Elementwise work (softmax, GELU, layer norm, masks, the optimizer) is not counted, so a
   workload whose time goes there shows a low rate. A backward pass computes two products of the forward's
   sizes for each forward product (the input gradient and the weight gradient, or ``dQ``/``dK`` and
   ``dP``/``dV`` in attention), so forward + backward = 3 x forward.
+
+``devices`` names the modes whose default workload list has the workload (``translator_clip`` is timed only
+in the GPU mode by default; any workload can still be asked for by name in either mode).
 
 Dense counts: the causal attention is counted as the full ``T x T`` score matrix, which is what both
 implementations compute on CPU.
@@ -69,6 +75,11 @@ class Workload:
     flops: Callable[[Size], int]
     training: bool = True      # step() exists
     available: Callable[[], str | None] = field(default=lambda: None)  # None, or the reason to skip
+    step_flops: Callable[[Size], int] | None = None   # FLOPs of step(); None: 3 x forward
+    devices: tuple = ("cpu", "cuda")                  # the modes that run it by default
+
+    def flops_step(self, size: Size) -> int:
+        return 3 * self.flops(size) if self.step_flops is None else self.step_flops(size)
 
 
 # ------------------------------------------------------------------------------------------- FLOP counts
@@ -110,10 +121,26 @@ def _torch():
     return torch
 
 
-def _to_torch(array, requires_grad: bool = False):
+def _to_torch(array, requires_grad: bool = False, device: str = "cpu"):
     torch = _torch()
     tensor = torch.from_numpy(np.ascontiguousarray(array).copy())
+    if device != "cpu":
+        tensor = tensor.to(device)                              # a leaf on the device, then requires_grad
     return tensor.requires_grad_(requires_grad) if array.dtype.kind == "f" else tensor
+
+
+def _on(device: str, *arrays):
+    """Our host arrays on ``device`` (``to_device`` to CuPy for "cuda"; unchanged for "cpu")."""
+    if device == "cpu":
+        return arrays if len(arrays) > 1 else arrays[0]
+    from numpy_transformer.backend import to_device
+    moved = tuple(to_device(a, device) for a in arrays)
+    return moved if len(moved) > 1 else moved[0]
+
+
+def _module_on(module, device: str):
+    """Our module on ``device`` (``module.to("cuda")``); a no-op for "cpu"."""
+    return module if device == "cpu" else module.to(device)
 
 
 def _load_twin(twin, ours_module) -> None:
@@ -161,11 +188,12 @@ def _ours_module_bench(module, call, backward, dout):
 
 # ------------------------------------------------------------------------------------------- SDPA
 
-def _build_sdpa(impl: str, s: Size, seed: int) -> Bench:
+def _build_sdpa(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
     rng = _rng(seed)
     Dh = s.d // s.h
     q, k, v, dout = (rng.standard_normal((s.B, s.h, s.T, Dh)).astype(np.float32) for _ in range(4))
     if impl == "ours":
+        q, k, v, dout = _on(device, q, k, v, dout)
         from numpy_transformer.functional.attention import (
             scaled_dot_product_attention_backward, scaled_dot_product_attention_forward)
 
@@ -179,8 +207,8 @@ def _build_sdpa(impl: str, s: Size, seed: int) -> Bench:
 
         return Bench(forward, step)
     torch = _torch()
-    tq, tk, tv = (_to_torch(a, True) for a in (q, k, v))
-    tdout = _to_torch(dout)
+    tq, tk, tv = (_to_torch(a, True, device) for a in (q, k, v))
+    tdout = _to_torch(dout, device=device)
     F = torch.nn.functional
 
     def call():
@@ -203,19 +231,23 @@ def _sdpa_flops(s: Size) -> int:
 
 # ------------------------------------------------------------------------------------------- MHA
 
-def _build_mha(impl: str, s: Size, seed: int) -> Bench:
+def _build_mha(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
     from numpy_transformer.nn.attention import MultiheadAttention
     rng = _rng(seed)
     x = rng.standard_normal((s.B, s.T, s.d)).astype(np.float32)
     dout = rng.standard_normal((s.B, s.T, s.d)).astype(np.float32)
     ours = MultiheadAttention(s.d, s.h, dropout=0.0, batch_first=True, rng=seed)
     if impl == "ours":
+        _module_on(ours, device)
+        x, dout = _on(device, x, dout)
         return _ours_module_bench(ours, lambda: ours(x, x, x, need_weights=False)[0], ours.backward, dout)
     torch = _torch()
     twin = torch.nn.MultiheadAttention(s.d, s.h, dropout=0.0, batch_first=True)
     _load_twin(twin, ours)
-    tx = _to_torch(x, True)
-    return _torch_module_bench(twin, [tx], lambda: twin(tx, tx, tx, need_weights=False)[0], _to_torch(dout))
+    twin.to(device)
+    tx = _to_torch(x, True, device)
+    return _torch_module_bench(twin, [tx], lambda: twin(tx, tx, tx, need_weights=False)[0],
+                               _to_torch(dout, device=device))
 
 
 def _mha_flops(s: Size) -> int:
@@ -225,7 +257,7 @@ def _mha_flops(s: Size) -> int:
 
 # ------------------------------------------------------------------------------------------- LayerNorm
 
-def _build_layernorm(impl: str, s: Size, seed: int) -> Bench:
+def _build_layernorm(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
     from numpy_transformer.nn.layers import LayerNorm
     rng = _rng(seed)
     x = rng.standard_normal((s.B, s.T, s.d)).astype(np.float32)
@@ -234,17 +266,20 @@ def _build_layernorm(impl: str, s: Size, seed: int) -> Bench:
     ours.weight.data[...] = rng.uniform(0.5, 1.5, s.d).astype(np.float32)
     ours.bias.data[...] = rng.uniform(-0.5, 0.5, s.d).astype(np.float32)
     if impl == "ours":
+        _module_on(ours, device)
+        x, dout = _on(device, x, dout)
         return _ours_module_bench(ours, lambda: ours(x), ours.backward, dout)
     torch = _torch()
     twin = torch.nn.LayerNorm(s.d)
     _load_twin(twin, ours)
-    tx = _to_torch(x, True)
-    return _torch_module_bench(twin, [tx], lambda: twin(tx), _to_torch(dout))
+    twin.to(device)
+    tx = _to_torch(x, True, device)
+    return _torch_module_bench(twin, [tx], lambda: twin(tx), _to_torch(dout, device=device))
 
 
 # ------------------------------------------------------------------------------------------- feed-forward
 
-def _build_ff(impl: str, s: Size, seed: int) -> Bench:
+def _build_ff(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
     from numpy_transformer.nn.layers import GELU, Linear
     from numpy_transformer.nn.module import ModuleList
     rng = _rng(seed)
@@ -266,13 +301,16 @@ def _build_ff(impl: str, s: Size, seed: int) -> Bench:
 
     ours = FeedForward([Linear(s.d, s.ff, rng=seed), GELU(), Linear(s.ff, s.d, rng=seed + 1)])
     if impl == "ours":
+        _module_on(ours, device)
+        x, dout = _on(device, x, dout)
         return _ours_module_bench(ours, lambda: ours(x), ours.backward, dout)
     torch = _torch()
     nn = torch.nn
     twin = nn.Sequential(nn.Linear(s.d, s.ff), nn.GELU(), nn.Linear(s.ff, s.d))
     _load_twin(twin, ours)
-    tx = _to_torch(x, True)
-    return _torch_module_bench(twin, [tx], lambda: twin(tx), _to_torch(dout))
+    twin.to(device)
+    tx = _to_torch(x, True, device)
+    return _torch_module_bench(twin, [tx], lambda: twin(tx), _to_torch(dout, device=device))
 
 
 def _ff_flops(s: Size) -> int:
@@ -282,19 +320,22 @@ def _ff_flops(s: Size) -> int:
 
 # ------------------------------------------------------------------------------------------- layers
 
-def _build_encoder_layer(impl: str, s: Size, seed: int) -> Bench:
+def _build_encoder_layer(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
     from numpy_transformer.nn.transformer import TransformerEncoderLayer
     rng = _rng(seed)
     x = rng.standard_normal((s.B, s.T, s.d)).astype(np.float32)
     dout = rng.standard_normal((s.B, s.T, s.d)).astype(np.float32)
     ours = TransformerEncoderLayer(s.d, s.h, dim_feedforward=s.ff, dropout=0.0, batch_first=True, rng=seed)
     if impl == "ours":
+        _module_on(ours, device)
+        x, dout = _on(device, x, dout)
         return _ours_module_bench(ours, lambda: ours(x), ours.backward, dout)
     torch = _torch()
     twin = torch.nn.TransformerEncoderLayer(s.d, s.h, dim_feedforward=s.ff, dropout=0.0, batch_first=True)
     _load_twin(twin, ours)
-    tx = _to_torch(x, True)
-    return _torch_module_bench(twin, [tx], lambda: twin(tx), _to_torch(dout))
+    twin.to(device)
+    tx = _to_torch(x, True, device)
+    return _torch_module_bench(twin, [tx], lambda: twin(tx), _to_torch(dout, device=device))
 
 
 def _encoder_layer_flops(s: Size) -> int:
@@ -302,7 +343,7 @@ def _encoder_layer_flops(s: Size) -> int:
     return encoder_layer_flops(s.B, s.T, s.d, s.h, s.ff)
 
 
-def _build_decoder_layer(impl: str, s: Size, seed: int) -> Bench:
+def _build_decoder_layer(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
     from numpy_transformer.functional.attention import causal_mask
     from numpy_transformer.nn.transformer import TransformerDecoderLayer
     rng = _rng(seed)
@@ -311,14 +352,17 @@ def _build_decoder_layer(impl: str, s: Size, seed: int) -> Bench:
     dout = rng.standard_normal((s.B, s.T, s.d)).astype(np.float32)
     ours = TransformerDecoderLayer(s.d, s.h, dim_feedforward=s.ff, dropout=0.0, batch_first=True, rng=seed)
     if impl == "ours":
-        mask = causal_mask(s.T, s.T)                                # (T, T) True = may NOT attend
+        _module_on(ours, device)
+        x, memory, dout, mask = _on(device, x, memory, dout, causal_mask(s.T, s.T))  # mask (T, T) True = NOT
         return _ours_module_bench(ours, lambda: ours(x, memory, tgt_mask=mask), ours.backward, dout)
     torch = _torch()
     twin = torch.nn.TransformerDecoderLayer(s.d, s.h, dim_feedforward=s.ff, dropout=0.0, batch_first=True)
     _load_twin(twin, ours)
-    tx, tmem = _to_torch(x, True), _to_torch(memory, True)
-    tmask = torch.from_numpy(causal_mask(s.T, s.T))
-    return _torch_module_bench(twin, [tx, tmem], lambda: twin(tx, tmem, tgt_mask=tmask), _to_torch(dout))
+    twin.to(device)
+    tx, tmem = _to_torch(x, True, device), _to_torch(memory, True, device)
+    tmask = torch.from_numpy(causal_mask(s.T, s.T)).to(device)
+    return _torch_module_bench(twin, [tx, tmem], lambda: twin(tx, tmem, tgt_mask=tmask),
+                               _to_torch(dout, device=device))
 
 
 def _decoder_layer_flops(s: Size) -> int:
@@ -338,14 +382,20 @@ def _translator_batch(s: Size, seed: int, pad_id: int = 0):
     return src, tgt[:, :-1].copy(), tgt[:, 1:].copy()
 
 
-def _build_translator(impl: str, s: Size, seed: int) -> Bench:
+TRANSLATOR_CLIP_NORM = 1.0
+
+
+def _build_translator(impl: str, s: Size, seed: int, device: str = "cpu", clip: float | None = None) -> Bench:
+    """The training step; with ``clip``, the gradients' global norm is clipped to it before AdamW's update."""
     from numpy_transformer.models.translator import Seq2SeqTransformer
-    from numpy_transformer.optim import AdamW
+    from numpy_transformer.optim import AdamW, clip_grad_norm_
     ours = Seq2SeqTransformer(s.vocab, s.vocab, d_model=s.d, nhead=s.h, num_encoder_layers=s.layers,
                               num_decoder_layers=s.layers, dim_feedforward=s.ff, dropout=0.0,
                               max_len=max(s.T, 16), pad_id=0, rng=seed)
     src, tgt_in, tgt_out = _translator_batch(s, seed)
     if impl == "ours":
+        _module_on(ours, device)
+        src, tgt_in, tgt_out = _on(device, src, tgt_in, tgt_out)
         optimizer = AdamW(ours.parameters(), lr=1e-4)
 
         def forward():
@@ -357,6 +407,8 @@ def _build_translator(impl: str, s: Size, seed: int) -> Bench:
             logits = ours(src, tgt_in)
             loss, dlogits = ours.loss(logits, tgt_out)
             ours.backward(dlogits)
+            if clip is not None:
+                clip_grad_norm_(ours.parameters(), clip)
             optimizer.step()
             return loss
 
@@ -381,15 +433,16 @@ def _build_translator(impl: str, s: Size, seed: int) -> Bench:
             src_x = self.src_embed(src_ids) * scale + self.pe[:src_ids.shape[1]]
             tgt_x = self.tgt_embed(tgt_ids) * scale + self.pe[:T]
             src_pad, tgt_pad = src_ids == 0, tgt_ids == 0
-            causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+            causal = torch.triu(torch.ones(T, T, dtype=torch.bool, device=tgt_ids.device), diagonal=1)
             h = self.transformer(src_x, tgt_x, tgt_mask=causal, src_key_padding_mask=src_pad,
                                  tgt_key_padding_mask=tgt_pad, memory_key_padding_mask=src_pad)
             return self.generator(h)
 
     twin = TorchTranslator()
     _load_twin(twin, ours)
+    twin.to(device)
     optimizer = torch.optim.AdamW(twin.parameters(), lr=1e-4)
-    tsrc, ttgt_in, ttgt_out = (torch.from_numpy(a) for a in (src, tgt_in, tgt_out))
+    tsrc, ttgt_in, ttgt_out = (_to_torch(a, device=device) for a in (src, tgt_in, tgt_out))
 
     def tforward():
         logits = twin(tsrc, ttgt_in)
@@ -399,10 +452,16 @@ def _build_translator(impl: str, s: Size, seed: int) -> Bench:
         optimizer.zero_grad()
         loss = tforward()
         loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(twin.parameters(), clip)
         optimizer.step()
         return loss
 
     return Bench(tforward, tstep)
+
+
+def _build_translator_clip(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
+    return _build_translator(impl, s, seed, device, clip=TRANSLATOR_CLIP_NORM)
 
 
 def _translator_flops(s: Size) -> int:
@@ -433,7 +492,7 @@ def _vit_available() -> str | None:
     return None
 
 
-def _build_vit(impl: str, s: Size, seed: int) -> Bench:
+def _build_vit(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
     from numpy_transformer.functional.losses import cross_entropy_backward, cross_entropy_forward
     from numpy_transformer.models.vit import VisionTransformer
     from numpy_transformer.optim import AdamW
@@ -446,6 +505,8 @@ def _build_vit(impl: str, s: Size, seed: int) -> Bench:
     images = rng.standard_normal((s.B, VIT_CHANNELS) + image_size).astype(np.float32)
     labels = rng.integers(0, VIT_CLASSES, s.B)
     if impl == "ours":
+        _module_on(ours, device)
+        images, labels = _on(device, images, labels)
         optimizer = AdamW(ours.parameters(), lr=1e-4)
 
         def forward():
@@ -487,8 +548,9 @@ def _build_vit(impl: str, s: Size, seed: int) -> Bench:
 
     twin = TorchViT()
     _load_twin(twin, ours)
+    twin.to(device)
     optimizer = torch.optim.AdamW(twin.parameters(), lr=1e-4)
-    timages, tlabels = _to_torch(images, True), torch.from_numpy(labels)
+    timages, tlabels = _to_torch(images, True, device), _to_torch(labels, device=device)
 
     def tforward():
         return nn.functional.cross_entropy(twin(timages), tlabels)
@@ -529,39 +591,140 @@ def _bert_config_kwargs(s: Size) -> dict:
                 hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
-def _build_bert(impl: str, s: Size, seed: int) -> Bench:
-    from numpy_transformer.models.bert import BertConfig, BertModel
-    ours = BertModel(BertConfig(**_bert_config_kwargs(s)), rng=seed).eval()
+def _bert_batch(s: Size, seed: int):
+    """Random ids (B, T) with every second sequence ending in padding, its attention mask and segment ids."""
     rng = _rng(seed)
     ids = rng.integers(1, s.bert_vocab, (s.B, s.T))
     attention_mask = np.ones((s.B, s.T), dtype=np.int64)
     attention_mask[1::2, -s.T // 4:] = 0                            # every second sequence ends in padding
     ids[attention_mask == 0] = 0
     token_type_ids = np.zeros((s.B, s.T), dtype=np.int64)
-    if impl == "ours":
-        return Bench(lambda: ours(ids, attention_mask=attention_mask, token_type_ids=token_type_ids), None)
+    return ids, attention_mask, token_type_ids
+
+
+def _bert_twin(s: Size, ours, device: str):
+    """transformers.BertModel (no pooler: ours returns last_hidden_state only) holding our weights."""
     torch = _torch()
     import transformers
-    # no pooler: ours returns last_hidden_state only
-    twin = transformers.BertModel(transformers.BertConfig(**_bert_config_kwargs(s)), add_pooling_layer=False).eval()
+    twin = transformers.BertModel(transformers.BertConfig(**_bert_config_kwargs(s)), add_pooling_layer=False)
     state = {k: torch.from_numpy(v) for k, v in ours.hf_state_dict().items()}
     result = twin.load_state_dict(state, strict=False)
     left = [k for k in list(result.missing_keys) + list(result.unexpected_keys) if not k.endswith("position_ids")]
     if left:
         raise KeyError(f"transformers.BertModel does not take our hf_state_dict: {left[:4]}")
-    tids, tmask, ttypes = (torch.from_numpy(a) for a in (ids, attention_mask, token_type_ids))
+    return twin.to(device), transformers.__version__
+
+
+def _build_bert(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
+    from numpy_transformer.models.bert import BertConfig, BertModel
+    ours = BertModel(BertConfig(**_bert_config_kwargs(s)), rng=seed).eval()
+    ids, attention_mask, token_type_ids = _bert_batch(s, seed)
+    if impl == "ours":
+        _module_on(ours, device)
+        ids, attention_mask, token_type_ids = _on(device, ids, attention_mask, token_type_ids)
+        return Bench(lambda: ours(ids, attention_mask=attention_mask, token_type_ids=token_type_ids), None)
+    torch = _torch()
+    twin, version = _bert_twin(s, ours, device)
+    twin.eval()
+    tids, tmask, ttypes = (_to_torch(a, device=device) for a in (ids, attention_mask, token_type_ids))
 
     def forward():
         with torch.inference_mode():
             return twin(input_ids=tids, attention_mask=tmask, token_type_ids=ttypes).last_hidden_state
 
-    return Bench(forward, None, f"transformers {transformers.__version__}, "
+    return Bench(forward, None, f"transformers {version}, "
                                f"attention {getattr(twin.config, '_attn_implementation', '?')}")
 
 
 def _bert_flops(s: Size) -> int:
     """``bert_layers`` encoder layers (MiniLM: 6); embeddings are gathers, no pooler. Inference only."""
     return s.bert_layers * encoder_layer_flops(s.B, s.T, s.d, s.h, s.ff)
+
+
+# ------------------------------------------------------------------------------------------- BERT fine-tuning
+
+BERT_FROZEN_LAYERS = 2     # the embeddings and the first two encoder layers are frozen
+BERT_LABELS = 2
+
+
+def _finetune_size(s: Size) -> Size:
+    """The size with at least one trainable layer above the frozen ones (the tiny size has 1 BERT layer)."""
+    from dataclasses import replace
+    return replace(s, bert_layers=max(s.bert_layers, BERT_FROZEN_LAYERS + 1))
+
+
+def _build_bert_finetune(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
+    """BertClassifier (mean pooling, head D -> 2) on a random-weight BertModel: embeddings and the first
+    ``BERT_FROZEN_LAYERS`` layers frozen, AdamW over the rest; step = forward, cross-entropy, backward, AdamW."""
+    from numpy_transformer.functional.losses import cross_entropy_backward, cross_entropy_forward
+    from numpy_transformer.models.bert import BertClassifier, BertConfig, BertModel
+    from numpy_transformer.optim import AdamW
+    s = _finetune_size(s)
+    ours = BertClassifier(BertModel(BertConfig(**_bert_config_kwargs(s)), rng=seed), num_labels=BERT_LABELS,
+                          pooling="mean", dropout=0.0, rng=seed + 1)
+    ours.freeze_embeddings_and_layers(BERT_FROZEN_LAYERS)
+    ids, attention_mask, token_type_ids = _bert_batch(s, seed)
+    labels = _rng(seed + 2).integers(0, BERT_LABELS, s.B)
+    if impl == "ours":
+        _module_on(ours, device)
+        ids, attention_mask, token_type_ids, labels = _on(device, ids, attention_mask, token_type_ids, labels)
+        optimizer = AdamW([p for p in ours.parameters() if p.requires_grad], lr=2e-5)
+
+        def forward():
+            logits = ours(ids, attention_mask, token_type_ids)
+            return cross_entropy_forward(logits, labels)[0]
+
+        def step():
+            optimizer.zero_grad()
+            loss, cache = cross_entropy_forward(ours(ids, attention_mask, token_type_ids), labels)
+            ours.backward(cross_entropy_backward(1.0, cache))
+            optimizer.step()
+            return loss
+
+        return Bench(forward, step)
+
+    torch = _torch()
+    nn = torch.nn
+    bert, version = _bert_twin(s, ours.bert, device)
+    head = nn.Linear(s.d, BERT_LABELS)
+    _load_twin(head, ours.classifier)
+    head.to(device)
+    bert.train()
+    bert.embeddings.requires_grad_(False)
+    for layer in bert.encoder.layer[:BERT_FROZEN_LAYERS]:
+        layer.requires_grad_(False)
+    trainable = [p for p in list(bert.parameters()) + list(head.parameters()) if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=2e-5)
+    tids, tmask, ttypes, tlabels = (_to_torch(a, device=device) for a in (ids, attention_mask, token_type_ids, labels))
+    weights = tmask.unsqueeze(-1).to(torch.float32)                 # (B, T, 1)
+
+    def tforward():
+        hidden = bert(input_ids=tids, attention_mask=tmask, token_type_ids=ttypes).last_hidden_state
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, T, D) -> (B, D)
+        return nn.functional.cross_entropy(head(pooled), tlabels)
+
+    def tstep():
+        optimizer.zero_grad()
+        loss = tforward()
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return Bench(tforward, tstep, f"transformers {version}")
+
+
+def _bert_finetune_flops(s: Size) -> int:
+    """Forward: the encoder layers (at least 3) and the head (B, d) @ (d, 2)."""
+    s = _finetune_size(s)
+    return s.bert_layers * encoder_layer_flops(s.B, s.T, s.d, s.h, s.ff) + matmul_flops(s.B, BERT_LABELS, s.d)
+
+
+def _bert_finetune_step_flops(s: Size) -> int:
+    """Forward + the backward of the trainable layers and the head only (2 x their forward): the backward pass
+    stops above the frozen layers."""
+    s = _finetune_size(s)
+    trainable = (s.bert_layers - BERT_FROZEN_LAYERS) * encoder_layer_flops(s.B, s.T, s.d, s.h, s.ff)
+    return _bert_finetune_flops(s) + 2 * (trainable + matmul_flops(s.B, BERT_LABELS, s.d))
 
 
 # ------------------------------------------------------------------------------------------- registry
@@ -582,4 +745,9 @@ WORKLOADS = {w.name: w for w in [
              _build_vit, _vit_flops, available=_vit_available),
     Workload("bert", "BertModel inference (MiniLM config at size minilm: 6 layers, vocab 30522)",
              _build_bert, _bert_flops, training=False, available=_bert_available),
+    Workload("bert_finetune", "BertClassifier fine-tuning step (fwd, loss, bwd, AdamW), embeddings + first 2 "
+             "layers frozen, mean pooling, 2 labels", _build_bert_finetune, _bert_finetune_flops,
+             available=_bert_available, step_flops=_bert_finetune_step_flops),
+    Workload("translator_clip", "Seq2SeqTransformer training step with clip_grad_norm_(1.0) (fwd, loss, bwd, "
+             "clip, AdamW)", _build_translator_clip, _translator_flops, devices=("cuda",)),
 ]}
