@@ -48,13 +48,21 @@ _TANH_CUBIC = 0.044715
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 
 
-def _erf(x):
-    """``erf`` of a NumPy or CuPy array, keeping its dtype."""
+def _normal_cdf(x):
+    """``Phi(x) = (1 + erf(x / sqrt(2))) / 2`` of a NumPy or CuPy array, keeping its dtype.
+
+    ``erf`` is ``scipy.special.erf`` or ``cupyx.scipy.special.erf``; the two passes after it update its
+    result in place. (SciPy's float32 ``erf`` evaluates in double precision element by element: it, not
+    the passes around it, is most of the time of the exact GELU.)
+    """
     if is_cupy_array(x):
         from cupyx.scipy.special import erf
     else:
         from scipy.special import erf
-    return erf(x).astype(x.dtype, copy=False)
+    cdf = erf(x * _SQRT_HALF).astype(x.dtype, copy=False)      # shape of x
+    cdf += 1.0
+    cdf *= 0.5
+    return cdf
 
 
 def relu_forward(x):
@@ -104,7 +112,7 @@ def gelu_forward(x, approximate: str = "none"):
     check_choice("approximate", approximate, ("none", "tanh"))
     xp = get_array_module(x)
     if approximate == "none":
-        cdf = 0.5 * (1.0 + _erf(x * _SQRT_HALF))                # Phi(x), shape of x
+        cdf = _normal_cdf(x)                                    # Phi(x) = (1 + erf(x / sqrt 2)) / 2, shape of x
         out = x * cdf
         return out, {"approximate": approximate, "x": x, "cdf": cdf}
     inner = _SQRT_2_OVER_PI * (x + _TANH_CUBIC * (x * x * x))   # u, shape of x
@@ -127,8 +135,15 @@ def gelu_backward(dout, cache):
     xp = get_array_module(dout, x)
     if cache["approximate"] == "none":
         # forward: out = x * Phi(x), so dout/dx = Phi(x) + x * phi(x)
-        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * (x * x))            # phi(x), shape of x
-        return dout * (cache["cdf"] + x * pdf)
+        # Plainly dout * (cdf + x * exp(-x^2 / 2) / sqrt(2 pi)); built in ONE array updated in place
+        local = x * x                                           # shape of x
+        local *= -0.5
+        xp.exp(local, out=local)                                # exp(-x^2 / 2)
+        local *= x
+        local *= _INV_SQRT_2PI                                  # x * phi(x)
+        local += cache["cdf"]                                   # Phi(x) + x * phi(x)
+        local *= dout
+        return local
     # forward: out = 0.5 * x * (1 + t), t = tanh(u), u = sqrt(2/pi) * (x + 0.044715 x^3)
     t = cache["tanh"]
     du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _TANH_CUBIC * (x * x))

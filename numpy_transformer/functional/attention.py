@@ -105,7 +105,7 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, is_causal: bool = F
         out: (..., T, Dv)
         weights: (..., T, S) the softmax probabilities BEFORE dropout (rows sum to 1, or are all 0 when
             every key of the row is masked)
-        cache: dict with ``q``, ``k``, ``v``, ``scale``, ``softmax`` (the softmax cache, holding the
+        cache: dict with ``q_scaled`` = scale * q, ``k``, ``v``, ``scale``, ``softmax`` (the softmax cache, holding the
             weights), ``dropped`` (..., T, S) = the weights after dropout, and ``keep_scale`` (..., T, S) =
             the dropout mask ``keep / (1 - p)`` or None without dropout
     """
@@ -128,27 +128,36 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, is_causal: bool = F
             check_same_dtype(("q", "mask"), q, mask)
         check_broadcastable("mask", mask.shape, scores_shape, "(..., T, S)")
 
-    scores = (q @ xp.swapaxes(k, -1, -2)) * scale               # (..., T, Dh) @ (..., Dh, S) -> (..., T, S)
+    # forward: scores = scale * q @ k^T. The scale is folded into q, a (T, Dh) pass instead of a (T, S)
+    # one; q_scaled is also contiguous, and the backward reuses it for dk.
+    q_scaled = q * scale                                         # (..., T, Dh)
+    scores = q_scaled @ xp.swapaxes(k, -1, -2)                  # (..., T, Dh) @ (..., Dh, S) -> (..., T, S)
     forbidden = causal_mask(T, S, xp) if is_causal else None     # (T, S) or None
     if mask is not None and mask.dtype == np.bool_:
         forbidden = mask if forbidden is None else (mask | forbidden)  # broadcasts to (..., T, S)
     elif mask is not None:
-        scores = scores + mask                                  # (..., T, S), additive mask
+        scores += mask                                          # (..., T, S), additive mask, in place
     if forbidden is not None:
-        scores = xp.where(forbidden, -xp.inf, scores)           # (..., T, S); keeps q's dtype
-    weights, softmax_cache = softmax_forward(scores, axis=-1)   # (..., T, S); all -inf row -> zeros
+        # Plainly scores = where(forbidden, -inf, scores). Adding -inf (and 0 elsewhere) gives the same
+        # scores in place, and the 0 / -inf array keeps the mask's small shape, e.g. (T, S) or (B, 1, 1, S).
+        penalty = xp.where(forbidden, xp.asarray(-math.inf, dtype=scores.dtype),
+                           xp.zeros((), dtype=scores.dtype))    # shape of forbidden, q's dtype
+        scores += penalty                                       # (..., T, S), in place
+    # the scores are not needed after the softmax, so it overwrites them: one (..., T, S) array, not two
+    weights, softmax_cache = softmax_forward(scores, axis=-1, out=scores)  # (..., T, S); all -inf row -> 0
 
     if dropout_p > 0:
         generator = seeded_generator(rng, xp)
         keep = generator.random(weights.shape) >= dropout_p    # (..., T, S) bool, True with probability 1 - p
-        keep_scale = keep.astype(weights.dtype) / (1.0 - dropout_p)  # (..., T, S), inverted dropout
-        dropped = weights * keep_scale                          # (..., T, S)
+        keep_scale = keep.astype(weights.dtype)                 # (..., T, S)
+        keep_scale *= 1.0 / (1.0 - dropout_p)                   # keep / (1 - p), inverted dropout
+        dropped = weights * keep_scale                          # (..., T, S); weights stay pre-dropout
     else:
         keep_scale = None
         dropped = weights
     out = dropped @ v                                           # (..., T, S) @ (..., S, Dv) -> (..., T, Dv)
-    cache = {"q": q, "k": k, "v": v, "scale": scale, "softmax": softmax_cache, "dropped": dropped,
-             "keep_scale": keep_scale}
+    cache = {"q_scaled": q_scaled, "k": k, "v": v, "scale": scale, "softmax": softmax_cache,
+             "dropped": dropped, "keep_scale": keep_scale}
     return out, weights, cache
 
 
@@ -162,21 +171,22 @@ def scaled_dot_product_attention_backward(dout, cache):
     Returns:
         dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
     """
-    q, k, v, scale = cache["q"], cache["k"], cache["v"], cache["scale"]
+    q_scaled, k, v, scale = cache["q_scaled"], cache["k"], cache["v"], cache["scale"]
     dropped, keep_scale = cache["dropped"], cache["keep_scale"]
-    xp = get_array_module(dout, q)
+    xp = get_array_module(dout, q_scaled)
 
     # forward: out = dropped @ v
     dv = xp.swapaxes(dropped, -1, -2) @ dout                    # (..., S, T) @ (..., T, Dv) -> (..., S, Dv)
     ddropped = dout @ xp.swapaxes(v, -1, -2)                    # (..., T, Dv) @ (..., Dv, S) -> (..., T, S)
 
-    # forward: dropped = weights * keep_scale
-    dweights = ddropped if keep_scale is None else ddropped * keep_scale  # (..., T, S)
+    # forward: dropped = weights * keep_scale (ddropped is our own array: scaled in place)
+    dweights = ddropped if keep_scale is None else xp.multiply(ddropped, keep_scale, out=ddropped)  # (..., T, S)
 
     # forward: weights = softmax(scores); dS = P * (dP - rowsum(dP * P)), zero on masked entries and rows
     dscores = softmax_backward(dweights, cache["softmax"])      # (..., T, S)
 
-    # forward: scores = scale * q @ k^T (+ mask, a constant; -inf entries already have dscores = 0)
-    dq = (dscores @ k) * scale                                  # (..., T, S) @ (..., S, Dh) -> (..., T, Dh)
-    dk = (xp.swapaxes(dscores, -1, -2) @ q) * scale             # (..., S, T) @ (..., T, Dh) -> (..., S, Dh)
+    # forward: scores = (scale * q) @ k^T (+ mask, a constant; -inf entries already have dscores = 0)
+    dq = dscores @ k                                            # (..., T, S) @ (..., S, Dh) -> (..., T, Dh)
+    dq *= scale                                                 # d(scale * q) / dq = scale
+    dk = xp.swapaxes(dscores, -1, -2) @ q_scaled                # (..., S, T) @ (..., T, Dh) -> (..., S, Dh)
     return dq, dk, dv

@@ -63,12 +63,16 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
     check_same_dtype(("x", "gamma", "beta"), x, gamma, beta)
     xp = get_array_module(x, gamma, beta)
 
+    # Plainly: centered = x - mean; xhat = centered * rstd; out = xhat * gamma + beta. Here xhat is ONE
+    # fresh array updated in place (centered, then scaled), and out is another: two (..., D) arrays, not five.
     mean = x.mean(axis=-1, keepdims=True)                      # (..., D) -> (..., 1)
-    centered = x - mean                                         # (..., D)
-    variance = (centered * centered).mean(axis=-1, keepdims=True)  # (..., 1), biased: divide by D
+    xhat = x - mean                                             # (..., D), centered; x is left untouched
+    # variance = mean(centered ** 2); einsum sums the squares without a (..., D) temporary
+    variance = xp.einsum("...d,...d->...", xhat, xhat)[..., None] / width  # (..., 1), biased: divide by D
     rstd = 1.0 / xp.sqrt(variance + eps)                        # (..., 1)
-    xhat = centered * rstd                                      # (..., D)
-    out = xhat * gamma + beta                                   # (..., D)
+    xhat *= rstd                                                # (..., D), centered * rstd, in place
+    out = xhat * gamma                                          # (..., D)
+    out += beta
     cache = {"xhat": xhat, "rstd": rstd, "gamma": gamma}
     return out, cache
 
@@ -86,13 +90,23 @@ def layernorm_backward(dout, cache):
     xhat, rstd, gamma = cache["xhat"], cache["rstd"], cache["gamma"]
     reduce_axes = tuple(range(dout.ndim - 1))  # every axis but the feature axis
 
+    xp = get_array_module(dout, xhat)
+
     # forward: out = xhat * gamma + beta
     dbeta = dout.sum(axis=reduce_axes)                           # (..., D) -> (D,)
-    dgamma = (dout * xhat).sum(axis=reduce_axes)                 # (..., D) -> (D,)
+    work = dout * xhat                                           # (..., D), g * xhat; reused below
+    dgamma = work.sum(axis=reduce_axes)                          # (..., D) -> (D,)
     dxhat = dout * gamma                                         # (..., D)
 
-    # forward: xhat = (x - mean) * rstd, with mean and rstd functions of the whole row
+    # forward: xhat = (x - mean) * rstd, with mean and rstd functions of the whole row.
+    # Plainly dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)); below, dxhat becomes dx in
+    # place and ``work`` holds the products, so no further (..., D) array is allocated.
+    work *= gamma                                                # dxhat * xhat = g * xhat * gamma
+    mean_dxhat_xhat = work.mean(axis=-1, keepdims=True)          # (..., 1)
     mean_dxhat = dxhat.mean(axis=-1, keepdims=True)              # (..., 1)
-    mean_dxhat_xhat = (dxhat * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
-    dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)    # (..., D)
+    xp.multiply(xhat, mean_dxhat_xhat, out=work)                 # (..., D), xhat * mean(dxhat * xhat)
+    dx = dxhat
+    dx -= mean_dxhat
+    dx -= work
+    dx *= rstd                                                   # (..., D)
     return dx, dgamma, dbeta

@@ -57,12 +57,14 @@ def _shifted_exp(x, axis: int):
     return shifted, xp.exp(shifted)
 
 
-def softmax_forward(x, axis: int = -1):
+def softmax_forward(x, axis: int = -1, out=None):
     """Softmax of ``x`` along ``axis``.
 
     Inputs:
         x: float array of any shape (scores, logits)
         axis: the axis that sums to one
+        out: None, or an array of x's shape and dtype to write y into; it may be ``x`` itself when the
+            caller no longer needs the scores (attention does this: one (..., T, S) array fewer)
 
     Returns:
         y: the shape of x; each slice along ``axis`` sums to 1 (or is all zeros if it was all ``-inf``)
@@ -72,9 +74,14 @@ def softmax_forward(x, axis: int = -1):
     axis = _check_axis(x, axis)
     xp = get_array_module(x)
 
-    _, exps = _shifted_exp(x, axis)                              # (..., N, ...)
-    total = exps.sum(axis=axis, keepdims=True)                  # (..., 1, ...); >= 1 unless all -inf
-    y = exps / xp.where(total == 0, 1, total)                   # (..., N, ...); an all -inf row stays 0
+    # Plainly: exps = exp(x - m); y = exps / sum(exps). Written into ONE array, updated in place, so the
+    # three passes (subtract, exp, divide) allocate nothing beyond y itself.
+    row_max = x.max(axis=axis, keepdims=True)                   # (..., 1, ...)
+    row_max = xp.where(xp.isfinite(row_max), row_max, 0)       # all -inf row: shift by 0, not by -inf
+    y = xp.subtract(x, row_max, out=out)                        # (..., N, ...), every entry <= 0
+    xp.exp(y, out=y)                                            # exp(x - m), in place
+    total = y.sum(axis=axis, keepdims=True)                     # (..., 1, ...); >= 1 unless all -inf
+    y /= xp.where(total == 0, 1, total)                         # (..., N, ...); an all -inf row stays 0
     return y, {"y": y, "axis": axis}
 
 
@@ -89,9 +96,13 @@ def softmax_backward(dout, cache):
         dx: the shape of x
     """
     y, axis = cache["y"], cache["axis"]
-    # forward: y = exp(x - m) / sum(exp(x - m)); dx = y * (g - sum(g * y)), no Jacobian
-    weighted_sum = (dout * y).sum(axis=axis, keepdims=True)     # (..., N, ...) -> (..., 1, ...)
-    dx = y * (dout - weighted_sum)                              # (..., N, ...)
+    xp = get_array_module(dout, y)
+    # forward: y = exp(x - m) / sum(exp(x - m)); dx = y * (g - sum(g * y)), no Jacobian.
+    # One fresh array holds g * y, then is overwritten with g - sum(g * y), then multiplied by y in place.
+    dx = dout * y                                               # (..., N, ...)
+    weighted_sum = dx.sum(axis=axis, keepdims=True)             # (..., N, ...) -> (..., 1, ...)
+    xp.subtract(dout, weighted_sum, out=dx)                     # g - sum(g * y)
+    dx *= y                                                     # (..., N, ...)
     return dx
 
 

@@ -48,7 +48,8 @@ Differences from torch, all deliberate:
 Backward: the forward read upwards. ``out = out_proj(merge(attn(split(q), split(k), split(v))))``, so the
 gradient goes through ``out_proj.backward``, ``merge_heads_backward``, the attention backward, three
 ``split_heads_backward`` and the input projection's backward, the latter once per fused product, the way
-the forward computed it. The weight gradient of the fused (3D, D) matrix is the concatenation of its blocks'
+the forward computed it. (For a fused product the three head gradients are merged straight into one
+(B, T, 3D) buffer: the same numbers as merging each and concatenating, with one copy instead of two.) The weight gradient of the fused (3D, D) matrix is the concatenation of its blocks'
 gradients. Derived in ``docs/derivations/multihead.md``.
 
 Shapes: query (B, T, D), key and value (B, S, D); out (B, T, D); weights (B, T, S) averaged over heads,
@@ -136,6 +137,21 @@ def merge_attention_masks(attn_mask, key_padding_mask, is_causal: bool, batch: i
     if first.dtype == np.bool_ and second.dtype == np.bool_:
         return first | second                                    # (T, S) | (B, 1, 1, S) -> (B, 1, T, S)
     return _as_additive(first, dtype, xp) + _as_additive(second, dtype, xp)  # -> (B, 1, T, S) or (B, H, T, S)
+
+
+def _merge_heads_into(head_grads, xp):
+    """Merge several (B, H, T, Dh) head arrays side by side into ONE (B, T, n * D) array, one copy each.
+
+    Equal to ``concatenate([merge_heads(g) for g in head_grads], axis=-1)``, without the n intermediate
+    (B, T, D) arrays: block i of the result, viewed as (B, H, T, Dh), is assigned directly.
+    """
+    B, H, T, Dh = head_grads[0].shape
+    D = H * Dh
+    merged = xp.empty((B, T, len(head_grads) * D), dtype=head_grads[0].dtype)  # (B, T, n * D)
+    for i, grad in enumerate(head_grads):                       # a loop over the 2 or 3 projections
+        block, _ = split_heads_forward(merged[..., i * D:(i + 1) * D], H)  # (B, T, D) -> (B, H, T, Dh), a view
+        block[...] = grad                                        # the one copy of this head gradient
+    return merged
 
 
 class MultiheadAttention(Module):
@@ -313,21 +329,20 @@ class MultiheadAttention(Module):
         # forward: heads = attention(q_heads, k_heads, v_heads, mask)
         dq_heads, dk_heads, dv_heads = scaled_dot_product_attention_backward(dheads, cache["attention"])
         # forward: q_heads, k_heads, v_heads = split_heads(q), split_heads(k), split_heads(v)
-        q_split, k_split, v_split = cache["split"]
-        dq = split_heads_backward(dq_heads, q_split)             # (B, H, T, Dh) -> (B, T, D)
-        dk = split_heads_backward(dk_heads, k_split)             # (B, H, S, Dh) -> (B, S, D)
-        dv = split_heads_backward(dv_heads, v_split)             # (B, H, S, Dh) -> (B, S, D)
-
         path, proj = cache["path"], cache["proj"]
         if path == "qkv":
-            # forward: q, k, v = qkv[..., :D], qkv[..., D:2D], qkv[..., 2D:]
-            dqkv = xp.concatenate((dq, dk, dv), axis=-1)         # 3 x (B, T, D) -> (B, T, 3D)
+            # forward: q, k, v = qkv[..., :D], qkv[..., D:2D], qkv[..., 2D:]. Plainly
+            # dqkv = concatenate(split_heads_backward(dq_heads), ...): three merges, then a fourth copy to
+            # join them. Instead each head gradient is written once, through a (B, H, T, Dh) view, into
+            # its block of one (B, T, 3D) buffer.
+            dqkv = _merge_heads_into((dq_heads, dk_heads, dv_heads), xp)  # 3 x (B, H, T, Dh) -> (B, T, 3D)
             # forward: qkv = x @ W^T + b, one product for all three
             dx, dW, db = linear_backward(dqkv, proj[0], need_weight_grad=need_weight)
             grads = (dx, None, None)
         elif path == "q_kv":
-            # forward: k, v = kv[..., :D], kv[..., D:]
-            dkv = xp.concatenate((dk, dv), axis=-1)              # 2 x (B, S, D) -> (B, S, 2D)
+            dq = split_heads_backward(dq_heads, cache["split"][0])  # (B, H, T, Dh) -> (B, T, D)
+            # forward: k, v = kv[..., :D], kv[..., D:]; both head gradients written into one buffer
+            dkv = _merge_heads_into((dk_heads, dv_heads), xp)    # 2 x (B, H, S, Dh) -> (B, S, 2D)
             # forward: kv = key @ W[D:]^T + b[D:]
             dkey, dW_kv, db_kv = linear_backward(dkv, proj[1], need_weight_grad=need_weight)
             # forward: q = query @ W[:D]^T + b[:D]
@@ -336,6 +351,10 @@ class MultiheadAttention(Module):
             db = xp.concatenate((db_q, db_kv)) if need_weight and db_q is not None else None  # (3D,)
             grads = (dquery, dkey, None)
         else:
+            q_split, k_split, v_split = cache["split"]
+            dq = split_heads_backward(dq_heads, q_split)         # (B, H, T, Dh) -> (B, T, D)
+            dk = split_heads_backward(dk_heads, k_split)         # (B, H, S, Dh) -> (B, S, D)
+            dv = split_heads_backward(dv_heads, v_split)         # (B, H, S, Dh) -> (B, S, D)
             # forward: q, k, v = query @ W_q^T + b_q, key @ W_k^T + b_k, value @ W_v^T + b_v
             dvalue, dW_v, db_v = linear_backward(dv, proj[2], need_weight_grad=need_weight)
             dkey, dW_k, db_k = linear_backward(dk, proj[1], need_weight_grad=need_weight)
