@@ -121,8 +121,24 @@ def _clones(layer: Module, num_layers: int, generator) -> ModuleList:
     return layers
 
 
-class _FeedForwardBlock:
-    """The feed-forward sub-block shared by both layer kinds: ``linear2(dropout(activation(linear1(x))))``."""
+class _SharedBlocks:
+    """The two sub-blocks both layer kinds have, with their backward passes:
+
+    - self-attention ``sa_block(x) = dropout1(self_attn(x, x, x))``;
+    - feed-forward ``ff_block(x) = final_dropout(linear2(dropout(activation(linear1(x)))))``, where the final
+      dropout is ``dropout2`` in the encoder layer and ``dropout3`` in the decoder layer (torch's names).
+    """
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                           need_weights=False, is_causal=is_causal)[0]
+        return self.dropout1(x)
+
+    def _sa_block_backward(self, dout):
+        # forward: return self.dropout1(x)
+        dx = self.dropout1.backward(dout)
+        # forward: x = self.self_attn(x, x, x, ...)[0]; the whole gradient of the shared x is in slot 0
+        return _input_gradient(self.self_attn.backward(dx))
 
     def _ff_block(self, x, final_dropout: Dropout):
         h = self.linear1(x)                                      # (B, T, D) -> (B, T, F)
@@ -159,7 +175,7 @@ def _check_layer_args(d_model, nhead, dim_feedforward, dropout, activation, batc
 
 # ---------------------------------------------------------------------------------------------- layers
 
-class TransformerEncoderLayer(_FeedForwardBlock, Module):
+class TransformerEncoderLayer(_SharedBlocks, Module):
     """Self-attention and feed-forward, each in a residual with a layer norm (``torch.nn.TransformerEncoderLayer``).
 
     Inputs:
@@ -215,17 +231,6 @@ class TransformerEncoderLayer(_FeedForwardBlock, Module):
             x = self.norm2(x + self._ff_block(x, self.dropout2))
         return x
 
-    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                           need_weights=False, is_causal=is_causal)[0]
-        return self.dropout1(x)
-
-    def _sa_block_backward(self, dout):
-        # forward: return self.dropout1(x)
-        dx = self.dropout1.backward(dout)
-        # forward: x = self.self_attn(x, x, x, ...)[0]; the whole gradient of the shared x is in slot 0
-        return _input_gradient(self.self_attn.backward(dx))
-
     def backward(self, dout):
         """dout (B, S, D) -> dsrc (B, S, D); adds into every parameter's ``.grad``."""
         if self.norm_first:
@@ -243,7 +248,7 @@ class TransformerEncoderLayer(_FeedForwardBlock, Module):
         return dx
 
 
-class TransformerDecoderLayer(_FeedForwardBlock, Module):
+class TransformerDecoderLayer(_SharedBlocks, Module):
     """Masked self-attention, cross-attention to the memory and feed-forward (``torch.nn.TransformerDecoderLayer``).
 
     Arguments as :class:`TransformerEncoderLayer`. Sub-modules (torch's keys): ``self_attn``,
@@ -305,17 +310,6 @@ class TransformerDecoderLayer(_FeedForwardBlock, Module):
             x = self.norm2(x + self._mha_block(x, memory, *memory_masks))
             x = self.norm3(x + self._ff_block(x, self.dropout3))
         return x
-
-    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                           need_weights=False, is_causal=is_causal)[0]
-        return self.dropout1(x)
-
-    def _sa_block_backward(self, dout):
-        # forward: return self.dropout1(x)
-        dx = self.dropout1.backward(dout)
-        # forward: x = self.self_attn(x, x, x, ...)[0]; the whole gradient of the shared x is in slot 0
-        return _input_gradient(self.self_attn.backward(dx))
 
     def _mha_block(self, x, memory, attn_mask, key_padding_mask, is_causal):
         x = self.multihead_attn(x, memory, memory, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
