@@ -49,7 +49,6 @@ def breakdown(size, repeats: int, activation: str):
     x = rng.standard_normal((B, T, d)).astype(f32)
     x2d = x.reshape(B * T, d)
     w_in = rng.standard_normal((3 * d, d)).astype(f32)
-    w_out = rng.standard_normal((d, d)).astype(f32)
     w1 = rng.standard_normal((ff, d)).astype(f32)
     qkv = (x2d @ w_in.T).reshape(B, T, 3 * d)
     q = qkv[..., :d].reshape(B, T, h, Dh).transpose(0, 2, 1, 3)

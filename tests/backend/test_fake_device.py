@@ -14,7 +14,6 @@ import pytest
 
 import fake_cupy
 from numpy_transformer import functional as F
-from numpy_transformer.backend import to_device
 
 TIGHT = dict(rtol=1e-12, atol=1e-14)
 

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from numpy_transformer.nn import Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
-from reference import from_torch
 
 
 class Block(Module):
