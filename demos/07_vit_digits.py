@@ -104,13 +104,8 @@ print(f"  train accuracy: {train_accuracy:.3f}")
 print(f"  test accuracy: {test_accuracy:.3f}")
 window = min(steps_per_epoch, len(losses))
 fig = loss_curve(np.arange(window, len(losses) + 1), np.convolve(losses, np.ones(window) / window, "valid"),
-                 title="ViT on 8x8 digits: training loss (mean over an epoch)", ylabel="cross-entropy")
-if val_steps:
-    ax = fig.axes[0].twinx()
-    ax.plot(val_steps, val_accuracy, color="C1", marker="o", markersize=3, label="test accuracy")
-    ax.set_ylabel("test accuracy", color="C1")
-    ax.set_ylim(0.0, 1.0)
-    ax.legend(loc="center right")
+                 title="ViT on 8x8 digits: training loss (mean over an epoch)", ylabel="cross-entropy",
+                 accuracy_steps=val_steps, accuracy=val_accuracy)
 save(fig, args.out, "07_loss.png")
 
 section("4. where the class token looks")

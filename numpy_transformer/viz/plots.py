@@ -254,13 +254,15 @@ def positional_encoding_plot(table, title="Sinusoidal positional encoding", ax=N
 
 
 def loss_curve(steps, losses, val_steps=None, val=None, title="Training loss", ylabel="loss", ax=None,
-               path=None, log_scale=False):
-    """Loss (or any metric) against training step, with an optional validation curve.
+               path=None, log_scale=False, accuracy_steps=None, accuracy=None, accuracy_label="test accuracy"):
+    """Loss (or any metric) against training step, with an optional validation curve and accuracy curve.
 
     Inputs:
         steps: N step numbers; losses: N values
         val_steps, val: M step numbers and M validation values (``val_steps`` defaults to ``steps``)
         log_scale: a logarithmic y axis
+        accuracy_steps, accuracy: K step numbers and K accuracies in [0, 1], drawn against a second y axis
+            on the right (an accuracy and a loss do not share a scale)
 
     Returns:
         the matplotlib figure
@@ -278,6 +280,17 @@ def loss_curve(steps, losses, val_steps=None, val=None, title="Training loss", y
             raise ValueError(f"val: got {val.shape[0]} values; expected {val_steps.shape[0]} (one per val step)")
         ax.plot(val_steps, val, label="validation", color="C1", marker="o", markersize=3)
         ax.legend()
+    if accuracy is not None and len(accuracy):
+        accuracy = _host("accuracy", accuracy, (1,))
+        accuracy_steps = _host("accuracy_steps", accuracy_steps, (1,))
+        if accuracy_steps.shape != accuracy.shape:
+            raise ValueError(f"accuracy: got {accuracy.shape[0]} values; expected {accuracy_steps.shape[0]} "
+                             "(one per accuracy step)")
+        right = ax.twinx()
+        right.plot(accuracy_steps, accuracy, color="C1", marker="o", markersize=3, label=accuracy_label)
+        right.set_ylabel(accuracy_label, color="C1")
+        right.set_ylim(0.0, 1.0)
+        right.legend(loc="center right")
     if log_scale:
         ax.set_yscale("log")
     ax.set_xlabel("step")

@@ -31,6 +31,8 @@ def _assert_png(path):
     ("positional", lambda rng, p: viz.positional_encoding_plot(rng.uniform(-1, 1, size=(20, 8)), path=p)),
     ("loss", lambda rng, p: viz.loss_curve(np.arange(10), rng.uniform(size=10), val_steps=[0, 5, 9],
                                            val=[1.0, 0.5, 0.4], path=p)),
+    ("loss_accuracy", lambda rng, p: viz.loss_curve(np.arange(10), rng.uniform(size=10), accuracy_steps=[3, 9],
+                                                    accuracy=[0.5, 0.9], path=p)),
     ("similarity", lambda rng, p: viz.similarity_matrix(rng.uniform(-1, 1, size=(3, 3)), ["a", "b", "c"], path=p)),
     ("patches_gray", lambda rng, p: viz.patch_grid(rng.uniform(size=(8, 12)), 4, path=p)),
     ("patches_rgb", lambda rng, p: viz.patch_grid(rng.uniform(size=(3, 8, 8)), 2, path=p)),
@@ -62,3 +64,5 @@ def test_bad_inputs_name_the_argument():
         viz.patch_grid(np.ones((6, 6)), 4)
     with pytest.raises(ValueError, match="losses"):
         viz.loss_curve([1, 2], [1.0])
+    with pytest.raises(ValueError, match="accuracy"):
+        viz.loss_curve([1, 2], [1.0, 0.5], accuracy_steps=[1, 2], accuracy=[0.5])
