@@ -31,7 +31,9 @@ undo the forward lines from the last to the first:
 - ``O = P~ V``: a matrix product, so ``dV = P~^T dO`` (S, Dv) and ``dP~ = dO V^T`` (T, S).
 - ``P~ = P * Z``: elementwise, so ``dP = dP~ * Z``.
 - ``P = softmax(S)`` row by row: ``dS = P * (dP - rowsum(dP * P))`` (the closed form derived in
-  ``docs/derivations/softmax.md``; no Jacobian).
+  ``docs/derivations/softmax.md``; no Jacobian). The row sum is cheaper than it looks:
+  ``rowsum(dP * P) = rowsum(dP~ * P~) = rowsum((dO V^T) * P~) = rowsum(dO * (P~ V)) = rowsum(dO * O)``,
+  a sum over the Dv output features instead of the S keys (the trick of FlashAttention).
 - ``S = s Q K^T + M``: the mask is a constant, so ``dQ = s dS K`` (T, Dh) and ``dK = s dS^T Q`` (S, Dh).
 
 A masked score has ``P = 0``, hence ``dS = 0`` there: the mask is already in ``P``. The full derivation is in
@@ -47,7 +49,7 @@ import numpy as np
 
 from ..backend import get_array_module, seeded_generator
 from ..checks import check_array, check_broadcastable, check_float, check_probability, check_same_dtype
-from .softmax import softmax_backward, softmax_forward
+from .softmax import softmax_forward
 
 
 def causal_mask(T: int, S: int, xp=np):
@@ -105,9 +107,10 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, is_causal: bool = F
         out: (..., T, Dv)
         weights: (..., T, S) the softmax probabilities BEFORE dropout (rows sum to 1, or are all 0 when
             every key of the row is masked)
-        cache: dict with ``q_scaled`` = scale * q, ``k``, ``v``, ``scale``, ``softmax`` (the softmax cache, holding the
-            weights), ``dropped`` (..., T, S) = the weights after dropout, and ``keep_scale`` (..., T, S) =
-            the dropout mask ``keep / (1 - p)`` or None without dropout
+        cache: dict with ``q_scaled`` = scale * q, ``k``, ``v``, ``scale``, ``weights`` (..., T, S),
+            ``dropped`` (..., T, S) = the weights after dropout, ``keep_scale`` (..., T, S) = the dropout
+            mask ``keep / (1 - p)`` or None without dropout, and ``out`` (for the softmax row sum). The
+            returned ``out`` and ``weights`` are these cached arrays: do not modify them in place
     """
     _check_qkv(q, k, v)
     check_probability("dropout_p", dropout_p)
@@ -156,8 +159,8 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, is_causal: bool = F
         keep_scale = None
         dropped = weights
     out = dropped @ v                                           # (..., T, S) @ (..., S, Dv) -> (..., T, Dv)
-    cache = {"q_scaled": q_scaled, "k": k, "v": v, "scale": scale, "softmax": softmax_cache,
-             "dropped": dropped, "keep_scale": keep_scale}
+    cache = {"q_scaled": q_scaled, "k": k, "v": v, "scale": scale, "weights": weights,
+             "dropped": dropped, "keep_scale": keep_scale, "out": out}
     return out, weights, cache
 
 
@@ -182,8 +185,14 @@ def scaled_dot_product_attention_backward(dout, cache):
     # forward: dropped = weights * keep_scale (ddropped is our own array: scaled in place)
     dweights = ddropped if keep_scale is None else xp.multiply(ddropped, keep_scale, out=ddropped)  # (..., T, S)
 
-    # forward: weights = softmax(scores); dS = P * (dP - rowsum(dP * P)), zero on masked entries and rows
-    dscores = softmax_backward(dweights, cache["softmax"])      # (..., T, S)
+    # forward: weights = softmax(scores); dS = P * (dP - rowsum(dP * P)), zero on masked entries and rows.
+    # The row sum needs no (T, S) pass: rowsum(dP * P) = rowsum(dO * out), a (T, Dv) one (the identity
+    # FlashAttention uses; derived in docs/derivations/attention.md). Plainly, with the softmax pair:
+    # dscores = softmax_backward(dweights, softmax_cache). dweights is our own array: updated in place.
+    row_sum = (dout * cache["out"]).sum(axis=-1, keepdims=True)  # (..., T, Dv) -> (..., T, 1)
+    dscores = dweights
+    dscores -= row_sum                                          # (..., T, S), dP - rowsum(dP * P)
+    dscores *= cache["weights"]                                 # (..., T, S), P * (...)
 
     # forward: scores = (scale * q) @ k^T (+ mask, a constant; -inf entries already have dscores = 0)
     dq = dscores @ k                                            # (..., T, S) @ (..., S, Dh) -> (..., T, Dh)
