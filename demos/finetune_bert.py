@@ -3,7 +3,7 @@
 The story, in four steps:
 
 1. Load the pretrained checkpoint (Hugging Face ``config.json`` + ``model.safetensors``) into our own
-   layers, and look inside: the attention of layer 1, head 1 (0-based) on a sentence with a contrast, and
+   layers, and look inside: the attention of layer 1, head 1 (the first of each, as people count) on a sentence with a contrast, and
    the cosine similarities of a few sentence embeddings (mean pooling + unit length, as sentence-transformers).
 2. A baseline: the model stays frozen; a linear (logistic) head is trained on its sentence embeddings.
 3. Fine-tuning: the embeddings and the first two encoder layers stay frozen (backward stops below layer 2),
@@ -125,8 +125,9 @@ def main() -> None:
           f"width {config.hidden_size}, {config.num_attention_heads} heads, {bert.num_parameters():,} parameters")
 
     probe_view = BertClassifier(bert, num_labels=2, rng=args.seed)
-    weights, tokens = probe_view.attention_weights(tokenizer, HEATMAP_TEXT, layer=1, head=1)
-    fig = attention_heatmap(weights, tokens, title="Pretrained MiniLM: layer 1, head 1 (0-based)")
+    weights, tokens = probe_view.attention_weights(tokenizer, HEATMAP_TEXT, layer=0, head=0)  # indices count from 0
+    fig = attention_heatmap(weights, tokens, title=f"Pretrained MiniLM: layer 1 of {config.num_hidden_layers}, "
+                                                   f"head 1 of {config.num_attention_heads}")
     _common.save(fig, args.out, "attention_layer1_head1.png")
 
     embeddings = encode_sentences(bert, tokenizer, SIMILARITY_TEXTS)
