@@ -711,7 +711,11 @@ def _run_gpu(args, workloads, sizes, device: CudaDevice) -> int:
                                    memory=not args.no_memory)
             rows.append(row)
             _print_row(name, size, row, "peak_mb")
-    text = render_gpu(rows, floors, info, sizes, args)
+    return _report(render_gpu(rows, floors, info, sizes, args), info, floors, rows, args, start)
+
+
+def _report(text, info, floors, rows, args, start) -> int:
+    """Print the table, write it (--markdown) and the raw numbers (--json); exit 1 if a workload failed."""
     print()
     print(text)
     print(f"total {time.perf_counter() - start:.1f} s", flush=True)
@@ -823,16 +827,7 @@ def main(argv=None) -> int:
             _print_row(name, size, row)
 
     info["load_after"] = os.getloadavg()
-    text = render(rows, floors, info, sizes, args)
-    print()
-    print(text)
-    print(f"total {time.perf_counter() - start:.1f} s", flush=True)
-    if args.markdown:
-        with open(args.markdown, "w") as handle:
-            handle.write(text)
-    if args.json:
-        _write_json(args.json, info, floors, rows)
-    return 1 if any(row.error for row in rows) else 0
+    return _report(render(rows, floors, info, sizes, args), info, floors, rows, args, start)
 
 
 if __name__ == "__main__":

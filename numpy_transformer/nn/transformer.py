@@ -111,6 +111,15 @@ def _independent_random_streams(module: Module, generator) -> None:
             sub._device_generator = None
 
 
+def _check_stack_args(name: str, layer, kind: str, num_layers, norm) -> None:
+    """The arguments of an encoder or decoder stack: a layer Module, a positive count, a norm Module or None."""
+    if not isinstance(layer, Module):
+        raise TypeError(f"{name}: got {type(layer).__name__}; expected a Module (a {kind})")
+    check_positive_int("num_layers", num_layers)
+    if norm is not None and not isinstance(norm, Module):
+        raise TypeError(f"norm: got {type(norm).__name__}; expected a Module (a LayerNorm) or None")
+
+
 def _clones(layer: Module, num_layers: int, generator) -> ModuleList:
     """``num_layers`` deep copies of ``layer``: the SAME initial weights in each, as torch's ``_get_clones``."""
     layers = ModuleList()
@@ -360,12 +369,7 @@ class TransformerEncoder(Module):
 
     def __init__(self, encoder_layer: Module, num_layers: int, norm: Module | None = None, rng=None):
         super().__init__()
-        if not isinstance(encoder_layer, Module):
-            raise TypeError(f"encoder_layer: got {type(encoder_layer).__name__}; expected a Module "
-                            "(a TransformerEncoderLayer)")
-        check_positive_int("num_layers", num_layers)
-        if norm is not None and not isinstance(norm, Module):
-            raise TypeError(f"norm: got {type(norm).__name__}; expected a Module (a LayerNorm) or None")
+        _check_stack_args("encoder_layer", encoder_layer, "TransformerEncoderLayer", num_layers, norm)
         self.layers = _clones(encoder_layer, num_layers, seeded_generator(rng))
         self.num_layers = num_layers
         self.norm = norm
@@ -401,12 +405,7 @@ class TransformerDecoder(Module):
 
     def __init__(self, decoder_layer: Module, num_layers: int, norm: Module | None = None, rng=None):
         super().__init__()
-        if not isinstance(decoder_layer, Module):
-            raise TypeError(f"decoder_layer: got {type(decoder_layer).__name__}; expected a Module "
-                            "(a TransformerDecoderLayer)")
-        check_positive_int("num_layers", num_layers)
-        if norm is not None and not isinstance(norm, Module):
-            raise TypeError(f"norm: got {type(norm).__name__}; expected a Module (a LayerNorm) or None")
+        _check_stack_args("decoder_layer", decoder_layer, "TransformerDecoderLayer", num_layers, norm)
         self.layers = _clones(decoder_layer, num_layers, seeded_generator(rng))
         self.num_layers = num_layers
         self.norm = norm
