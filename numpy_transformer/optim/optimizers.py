@@ -30,7 +30,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..backend import get_array_module, to_numpy
+from ..backend import get_array_module, to_device, to_numpy
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
@@ -117,6 +117,18 @@ class Optimizer:
 
     def _update(self, param, grad, state: dict, group: dict) -> None:
         raise NotImplementedError
+
+    def to(self, device: str) -> "Optimizer":
+        """Move the optimizer's state (momentum buffers, Adam's moments) to ``"cpu"`` or ``"cuda"``.
+
+        State is created on each parameter's own device at its first step, so this is needed only for an
+        optimizer that has already stepped when its model moves: ``model.to("cuda"); optimizer.to("cuda")``.
+        """
+        self.state = {
+            position: {name: to_device(value, device) for name, value in entries.items()}
+            for position, entries in self.state.items()
+        }
+        return self
 
     # ----------------------------------------------------------------------------------- saving
     def state_dict(self) -> dict:

@@ -7,7 +7,6 @@ checks that every output, gradient and cache entry is a device array whose value
 (the fake computes with NumPy, so float64 results agree to 1e-12 and in practice exactly).
 """
 import copy
-import importlib
 
 import numpy as np
 import pytest
@@ -22,15 +21,6 @@ TIGHT = dict(rtol=1e-12, atol=1e-14)
 def cp():
     with fake_cupy.install() as module:
         yield module
-
-
-def optional(module_name, *names):
-    """The named objects of a module that may still be missing (then the test skips)."""
-    try:
-        module = importlib.import_module(module_name)
-        return [getattr(module, name) for name in names]
-    except (ImportError, AttributeError) as error:
-        pytest.skip(f"{module_name} is not available yet ({error})")
 
 
 def to_dev(tree, cp):
@@ -338,6 +328,33 @@ def test_optimizer_follows_the_parameters_without_to(cp):
     layer.backward(cp.ones((4, 2), dtype=np.float32))
     optimizer.step()
     assert all(isinstance(v, fake_cupy.ndarray) for s in optimizer.state.values() for v in s.values())
+
+
+def test_optimizer_to_moves_state_of_a_model_moved_mid_training(cp):
+    """Steps on the CPU, then model.to("cuda") and optimizer.to("cuda"): the next step runs on the device and
+    equals the same step taken on the CPU; optimizer.to("cpu") brings the state back."""
+    from numpy_transformer.nn import Linear
+    from numpy_transformer.optim import AdamW
+
+    def train(layer, optimizer, ones):
+        layer.zero_grad()
+        layer(ones((4, 3), dtype=np.float32))
+        layer.backward(ones((4, 2), dtype=np.float32))
+        optimizer.step()
+
+    host_layer, moved_layer = Linear(3, 2, rng=0), Linear(3, 2, rng=0)
+    host_optimizer, moved_optimizer = AdamW(host_layer.parameters()), AdamW(moved_layer.parameters())
+    for _ in range(2):
+        train(host_layer, host_optimizer, np.ones)
+        train(moved_layer, moved_optimizer, np.ones)
+    moved_layer.to("cuda")
+    assert moved_optimizer.to("cuda") is moved_optimizer
+    assert all(isinstance(v, fake_cupy.ndarray) for s in moved_optimizer.state.values() for v in s.values())
+    train(host_layer, host_optimizer, np.ones)
+    train(moved_layer, moved_optimizer, cp.ones)
+    assert_same(host_layer.weight.data, moved_layer.weight.data, "weight after a step on the device")
+    moved_optimizer.to("cpu")
+    assert all(type(v) is np.ndarray for s in moved_optimizer.state.values() for v in s.values())
 
 
 def test_optimizer_state_loads_onto_the_parameters_device(cp):
