@@ -272,18 +272,28 @@ class Row:
     note: str = ""
 
 
-def run_workload(name: str, size: Size, repeats: int, warmup: int, min_sample: float) -> Row:
+def _new_row(name: str, size: Size):
+    """The workload and an empty row for it; ``row.skip`` says why when the workload cannot run here."""
     workload = WORKLOADS[name]
     row = Row(name, size.name)
-    reason = workload.available()
-    if reason:
-        row.skip = reason
+    row.skip = workload.available() or row.skip
+    return workload, row
+
+
+def _describe(row: Row, workload, benches: dict, size: Size) -> None:
+    """Fill the row's notes and analytic FLOP counts (shared by the CPU and GPU modes)."""
+    row.note = "; ".join(b.note for b in benches.values() if b.note)
+    row.flops = workload.flops(size)
+    row.step_flops = workload.flops_step(size) if workload.training else 0
+
+
+def run_workload(name: str, size: Size, repeats: int, warmup: int, min_sample: float) -> Row:
+    workload, row = _new_row(name, size)
+    if row.skip:
         return row
     try:
         benches = {impl: workload.build(impl, size, SEED) for impl in IMPLS}
-        row.note = "; ".join(b.note for b in benches.values() if b.note)
-        row.flops = workload.flops(size)
-        row.step_flops = workload.flops_step(size) if workload.training else 0
+        _describe(row, workload, benches, size)
         fwd = time_pair(benches["ours"].forward, benches["torch"].forward, repeats, warmup, min_sample)
         row.times[("ours", "fwd")], row.times[("torch", "fwd")] = fwd
         if workload.training:
@@ -554,18 +564,13 @@ def gpu_matmul_floor(device: CudaDevice, size: Size, repeats: int, warmup: int, 
 def run_workload_gpu(name: str, size: Size, device: CudaDevice, repeats: int, warmup: int, min_sample: float,
                      memory: bool) -> Row:
     """One row on the GPU: ours on CuPy arrays, torch on its device; the first step measures the memory."""
-    workload = WORKLOADS[name]
-    row = Row(name, size.name)
-    reason = workload.available()
-    if reason:
-        row.skip = reason
+    workload, row = _new_row(name, size)
+    if row.skip:
         return row
     try:
         benches = {"ours": workload.build("ours", size, SEED, device="cuda"),
                    "torch": workload.build("torch", size, SEED, device=device.torch_device)}
-        row.note = "; ".join(b.note for b in benches.values() if b.note)
-        row.flops = workload.flops(size)
-        row.step_flops = workload.flops_step(size) if workload.training else 0
+        _describe(row, workload, benches, size)
         if memory:
             for impl, bench in benches.items():
                 row.memory[impl] = device.measure_step_memory(impl, bench.step or bench.forward)

@@ -36,3 +36,15 @@ def torch():
     from reference import require
 
     return require("torch")
+
+
+@pytest.fixture
+def plain_torch(torch):
+    """torch with its fused fast path off, so it computes attention the plain way."""
+    if hasattr(torch.backends, "mha"):
+        previous = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        yield torch
+        torch.backends.mha.set_fastpath_enabled(previous)
+    else:  # pragma: no cover - older torch
+        yield torch

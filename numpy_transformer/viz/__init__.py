@@ -3,7 +3,8 @@
 Needs matplotlib (``pip install matplotlib``); the rest of the library does not. Every function draws on a
 given ``ax`` or on a new figure, titles and labels its axes, and saves a PNG when given ``path``.
 """
-from .plots import (
+from .plots import (  # noqa: F401  (__all__: the same public names as plots)
+    __all__,
     attention_heads_grid,
     attention_heatmap,
     head_view,
@@ -13,14 +14,3 @@ from .plots import (
     save_figure,
     similarity_matrix,
 )
-
-__all__ = [
-    "attention_heatmap",
-    "attention_heads_grid",
-    "head_view",
-    "positional_encoding_plot",
-    "loss_curve",
-    "similarity_matrix",
-    "patch_grid",
-    "save_figure",
-]

@@ -12,18 +12,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 B, T, S, D, H = 2, 3, 5, 8, 2
 
 
-@pytest.fixture
-def plain_torch(torch):
-    """torch with its fused fast path off, so it computes attention the plain way."""
-    if hasattr(torch.backends, "mha"):
-        previous = torch.backends.mha.get_fastpath_enabled()
-        torch.backends.mha.set_fastpath_enabled(False)
-        yield torch
-        torch.backends.mha.set_fastpath_enabled(previous)
-    else:  # pragma: no cover - older torch
-        yield torch
-
-
 def make_pair(torch, dtype, embed_dim=D, num_heads=H, bias=True, seed=0):
     """A torch MultiheadAttention with random weights (biases non-zero) and ours loaded with its state_dict."""
     tdtype = torch.float64 if dtype == np.float64 else torch.float32

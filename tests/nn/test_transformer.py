@@ -19,18 +19,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 B, T, S, D, H, F = 2, 3, 4, 8, 2, 6
 
 
-@pytest.fixture
-def plain_torch(torch):
-    """torch with its fused fast path off, so it computes attention the plain way."""
-    if hasattr(torch.backends, "mha"):
-        previous = torch.backends.mha.get_fastpath_enabled()
-        torch.backends.mha.set_fastpath_enabled(False)
-        yield torch
-        torch.backends.mha.set_fastpath_enabled(previous)
-    else:  # pragma: no cover - older torch
-        yield torch
-
-
 def torch_dtype(torch, dtype):
     return torch.float64 if dtype == np.float64 else torch.float32
 
