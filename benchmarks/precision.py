@@ -359,16 +359,22 @@ def row_cross_entropy(rng, dtype, z):
 
 # ---------------------------------------------------------------------------------------------- module rows
 
-def row_linear_module(rng, dtype, z):
-    ours = randomize(Linear(z.D, z.F, dtype=dtype, rng=SEED), rng)
-    theirs = twin_load(torch.nn.Linear(z.D, z.F, dtype=tdtype(dtype)), ours)
-    x, dout = normal(rng, (z.B, z.T, z.D), dtype), normal(rng, (z.B, z.T, z.F), dtype)
+def one_input_pairs(ours, theirs, x, dout, input_grad_name):
+    """Run a one-input module here and its torch twin on ``x`` with upstream ``dout``: the output, the input
+    gradient and every parameter gradient, each as (name, ours, torch)."""
     out = ours(x)
     dx = ours.backward(dout)
     tx = tt(x, True)
     tout = theirs(tx)
     tout.backward(tt(dout))
-    return [("out", out, tout), ("dx", dx, tx.grad)] + param_pairs(ours, theirs)
+    return [("out", out, tout), (input_grad_name, dx, tx.grad)] + param_pairs(ours, theirs)
+
+
+def row_linear_module(rng, dtype, z):
+    ours = randomize(Linear(z.D, z.F, dtype=dtype, rng=SEED), rng)
+    theirs = twin_load(torch.nn.Linear(z.D, z.F, dtype=tdtype(dtype)), ours)
+    x, dout = normal(rng, (z.B, z.T, z.D), dtype), normal(rng, (z.B, z.T, z.F), dtype)
+    return one_input_pairs(ours, theirs, x, dout, "dx")
 
 
 def row_embedding_module(rng, dtype, z):
@@ -388,12 +394,7 @@ def row_layernorm_module(rng, dtype, z):
     ours = randomize(LayerNorm(z.D, dtype=dtype), rng)
     theirs = twin_load(torch.nn.LayerNorm(z.D, dtype=tdtype(dtype)), ours)
     x, dout = normal(rng, (z.B, z.T, z.D), dtype, 2.0, 0.5), normal(rng, (z.B, z.T, z.D), dtype)
-    out = ours(x)
-    dx = ours.backward(dout)
-    tx = tt(x, True)
-    tout = theirs(tx)
-    tout.backward(tt(dout))
-    return [("out", out, tout), ("dx", dx, tx.grad)] + param_pairs(ours, theirs)
+    return one_input_pairs(ours, theirs, x, dout, "dx")
 
 
 def _mha_pair(rng, dtype, z):
@@ -534,12 +535,7 @@ def row_patch_embedding(rng, dtype, z):
     theirs = twin_load(TorchPatches(), ours)
     images = normal(rng, (z.B, z.C, h, w), dtype)
     dout = normal(rng, (z.B, ours.num_patches, z.D), dtype)
-    out = ours(images)
-    dimages = ours.backward(dout)
-    timages = tt(images, True)
-    tout = theirs(timages)
-    tout.backward(tt(dout))
-    return [("out", out, tout), ("dimages", dimages, timages.grad)] + param_pairs(ours, theirs)
+    return one_input_pairs(ours, theirs, images, dout, "dimages")
 
 
 # ---------------------------------------------------------------------------------------------- model rows
