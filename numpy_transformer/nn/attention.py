@@ -62,18 +62,33 @@ import math
 import numpy as np
 
 from ..backend import get_array_module, seeded_generator
-from ..checks import check_array, check_float, check_ndim, check_positive_int, check_probability, check_shape
+from ..checks import (
+    check_array,
+    check_choice,
+    check_float,
+    check_ndim,
+    check_positive_int,
+    check_probability,
+    check_shape,
+)
 from ..functional.attention import (
     causal_mask,
     scaled_dot_product_attention_backward,
     scaled_dot_product_attention_forward,
 )
+from ..functional.blocked_attention import blocked_attention_backward, blocked_attention_forward
 from ..functional.heads import merge_heads_backward, merge_heads_forward, split_heads_backward, split_heads_forward
 from ..functional.linear import linear_backward, linear_forward
 from .layers import Linear
 from .module import Module, Parameter
 
-__all__ = ["MultiheadAttention", "merge_attention_masks"]
+__all__ = ["MultiheadAttention", "merge_attention_masks", "BLOCKED_ATTENTION_MIN_SCORES"]
+
+#: ``attention="auto"`` computes attention in blocks (:mod:`~numpy_transformer.functional.blocked_attention`)
+#: from this many scores per (batch, head) on, T * S >= 1024 * 1024: there the full (B, H, T, S) matrix costs
+#: more memory than it saves time (32 MiB of float32 at B * H = 8, growing with the square of the length)
+BLOCKED_ATTENTION_MIN_SCORES = 1024 * 1024
+ATTENTION_CHOICES = ("auto", "full", "blocked")
 
 
 def _check_mask_dtype(name: str, mask) -> None:
@@ -165,14 +180,21 @@ class MultiheadAttention(Module):
         batch_first: must be True (inputs are (B, T, D))
         dtype: parameter dtype
         rng: int seed, NumPy Generator or None: initial weights and attention dropout
+        attention: how the scores are computed (not in torch; an attribute that may be changed later):
+            ``"full"`` forms the whole (B, H, T, S) matrix (:mod:`~numpy_transformer.functional.attention`);
+            ``"blocked"`` computes it in blocks with memory linear in T and S
+            (:mod:`~numpy_transformer.functional.blocked_attention`; no attention dropout, no weights);
+            ``"auto"`` is blocked from ``T * S >= BLOCKED_ATTENTION_MIN_SCORES`` on when neither the weights
+            nor attention dropout are asked for, and full otherwise
 
     Parameters (torch's names and initialisation): ``in_proj_weight`` (3D, D) Xavier-uniform,
     ``in_proj_bias`` (3D,) zeros, ``out_proj.weight`` (D, D) as ``Linear``, ``out_proj.bias`` (D,) zeros.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = True, dtype=np.float32, rng=None):
+                 batch_first: bool = True, dtype=np.float32, rng=None, attention: str = "auto"):
         super().__init__()
+        check_choice("attention", attention, ATTENTION_CHOICES)
         check_positive_int("embed_dim", embed_dim)
         check_positive_int("num_heads", num_heads)
         if embed_dim % num_heads != 0:
@@ -187,6 +209,7 @@ class MultiheadAttention(Module):
         self.head_dim = embed_dim // num_heads
         self.dropout = float(dropout)
         self.batch_first = True
+        self.attention = attention
         generator = seeded_generator(rng)
         self._generator = generator
 
@@ -211,6 +234,21 @@ class MultiheadAttention(Module):
         if getattr(self, "_device_generator", None) is None:
             self._device_generator = xp.random.default_rng(int(self._generator.integers(2**63 - 1)))
         return self._device_generator
+
+    def _use_blocked(self, T: int, S: int, need_weights: bool, dropout_p: float) -> bool:
+        """Whether this forward computes attention in blocks (see ``attention`` in the class docstring)."""
+        check_choice("attention", self.attention, ATTENTION_CHOICES)
+        if self.attention == "full":
+            return False
+        if self.attention == "blocked":
+            if need_weights:
+                raise ValueError("need_weights: got True; expected False with attention='blocked', which never "
+                                 "forms the (T, S) weights (or set attention='auto' or 'full')")
+            if dropout_p > 0:
+                raise ValueError(f"attention: got 'blocked' with attention dropout {dropout_p} in training; "
+                                 "expected 'full' or 'auto' (blocked attention has no dropout), or eval()")
+            return True
+        return not need_weights and dropout_p == 0 and T * S >= BLOCKED_ATTENTION_MIN_SCORES
 
     def _check_inputs(self, query, key, value) -> None:
         D = self.embed_dim
@@ -260,7 +298,12 @@ class MultiheadAttention(Module):
         b = self.in_proj_bias.data if self.in_proj_bias is not None else None
         b_q, b_k, b_v, b_kv = (None,) * 4 if b is None else (b[:D], b[D:2 * D], b[2 * D:], b[D:])
 
-        mask = merge_attention_masks(attn_mask, key_padding_mask, bool(is_causal), B, H, T, S, query.dtype, xp)
+        dropout_p = self.dropout if self.training else 0.0
+        blocked = self._use_blocked(T, S, need_weights, dropout_p)
+        # blocked attention applies is_causal block by block, never forming the (T, S) causal mask
+        causal_in_blocks = blocked and bool(is_causal) and attn_mask is None
+        mask = merge_attention_masks(attn_mask, key_padding_mask, bool(is_causal) and not causal_in_blocks,
+                                     B, H, T, S, query.dtype, xp)
 
         if query is key and key is value:
             path = "qkv"
@@ -283,17 +326,21 @@ class MultiheadAttention(Module):
         q_heads, q_split = split_heads_forward(q, H)             # (B, T, D) -> (B, H, T, Dh)
         k_heads, k_split = split_heads_forward(k, H)             # (B, S, D) -> (B, H, S, Dh)
         v_heads, v_split = split_heads_forward(v, H)             # (B, S, D) -> (B, H, S, Dh)
-        dropout_p = self.dropout if self.training else 0.0
-        heads, weights, attention_cache = scaled_dot_product_attention_forward(
-            q_heads, k_heads, v_heads, mask=mask, dropout_p=dropout_p,
-            rng=self._dropout_generator(xp) if dropout_p > 0 else None,
-        )                                                        # heads (B, H, T, Dh), weights (B, H, T, S)
+        if blocked:
+            heads, attention_cache = blocked_attention_forward(q_heads, k_heads, v_heads, mask=mask,
+                                                               is_causal=causal_in_blocks)  # (B, H, T, Dh)
+            weights = None
+        else:
+            heads, weights, attention_cache = scaled_dot_product_attention_forward(
+                q_heads, k_heads, v_heads, mask=mask, dropout_p=dropout_p,
+                rng=self._dropout_generator(xp) if dropout_p > 0 else None,
+            )                                                    # heads (B, H, T, Dh), weights (B, H, T, S)
         merged, merge_cache = merge_heads_forward(heads)         # (B, H, T, Dh) -> (B, T, D)
         out = self.out_proj(merged)                              # (B, T, D) -> (B, T, D)
 
         self._cache = {
             "path": path, "proj": proj_caches, "split": (q_split, k_split, v_split),
-            "attention": attention_cache, "merge": merge_cache,
+            "attention": attention_cache, "blocked": blocked, "merge": merge_cache,
             "key_is_query": key is query, "value_is_query": value is query,
         }
         if not need_weights:
@@ -327,7 +374,8 @@ class MultiheadAttention(Module):
         # forward: merged = merge_heads(heads)
         dheads = merge_heads_backward(dmerged, cache["merge"])   # (B, T, D) -> (B, H, T, Dh)
         # forward: heads = attention(q_heads, k_heads, v_heads, mask)
-        dq_heads, dk_heads, dv_heads = scaled_dot_product_attention_backward(dheads, cache["attention"])
+        attention_backward = blocked_attention_backward if cache["blocked"] else scaled_dot_product_attention_backward
+        dq_heads, dk_heads, dv_heads = attention_backward(dheads, cache["attention"])
         # forward: q_heads, k_heads, v_heads = split_heads(q), split_heads(k), split_heads(v)
         path, proj = cache["path"], cache["proj"]
         if path == "qkv":
