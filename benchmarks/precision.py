@@ -321,7 +321,7 @@ def row_feedforward(rng, dtype, z):
     tout = lin(torch.nn.functional.gelu(lin(tx, tw1, tb1)), tw2, tb2)
     tout.backward(tt(dout))
     names = ["dx", "dw1", "db1", "dw2", "db2"]
-    return [("out", out, tout)] + [(n, g, t.grad) for n, g, t in zip(names, grads, tensors)]
+    return [("out", out, tout)] + [(n, g, t.grad) for n, g, t in zip(names, grads, tensors, strict=True)]
 
 
 def row_layernorm(rng, dtype, z):
@@ -776,7 +776,7 @@ def table_lines(results, markdown: bool):
         lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
         return lines
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    fmt = "  ".join("{:<%d}" % w for w in widths)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return [fmt.format(*header), fmt.format(*("-" * w for w in widths))] + [fmt.format(*row) for row in rows]
 
 
