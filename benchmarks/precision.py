@@ -254,7 +254,7 @@ def row_blocked_attention(rng, dtype, z):
     padding = np.zeros((B, 1, 1, S), dtype=bool)
     padding[0, ..., S - min(3, S - 1):] = True
     padding[B - 1] = True                                  # the last sequence may attend to nothing
-    out, cache = F.blocked_attention_forward(q, k, v, mask=padding, is_causal=True, block_size=8)
+    out, cache = F.blocked_attention_forward(q, k, v, mask=padding, is_causal=True, query_block=8, key_block=8)
     dq, dk, dv = F.blocked_attention_backward(dout, cache)
     keep = slice(0, B - 1)
     additive = np.where(padding | causal(T, S), -np.inf, 0.0).astype(dtype)[keep]

@@ -154,6 +154,52 @@ def matmul_floor(size: Size, repeats: int, warmup: int, device=None) -> dict:
             "torch_gflops": flops / statistics.median(samples["torch"]) / 1e9}
 
 
+ELEMENTWISE_COLUMNS = ["operation", "shape", "ours ns/element", "torch ns/element", "ratio"]
+
+
+def elementwise_costs(repeats: int, warmup: int, min_sample: float, shape=(2048, 1024)) -> list:
+    """ns per element of the elementwise building blocks, ours and torch's, float32, rounds interleaved:
+    where a workload's time goes outside the matrix products (one NumPy pass against a fused torch kernel)."""
+    import torch
+
+    from numpy_transformer import functional as F
+    rng = np.random.default_rng(SEED)
+    x, g = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    gamma, beta = rng.standard_normal(shape[-1]).astype(np.float32), rng.standard_normal(shape[-1]).astype(np.float32)
+    tx, tg = torch.from_numpy(x.copy()).requires_grad_(True), torch.from_numpy(g.copy())
+    tgamma, tbeta = torch.from_numpy(gamma.copy()).requires_grad_(True), torch.from_numpy(beta).requires_grad_(True)
+    nnf = torch.nn.functional
+
+    def torch_fb(fn):
+        def call():
+            tx.grad = tgamma.grad = tbeta.grad = None
+            fn().backward(tg)
+        return call
+
+    def ours_fb(forward, backward):
+        return lambda: backward(g, forward()[-1])
+
+    cases = [
+        ("one pass: x * y", lambda: x * g, lambda: tx.detach() * tg),
+        ("exp", lambda: np.exp(x), lambda: torch.exp(tx.detach())),
+        ("GELU exact, forward", lambda: F.gelu_forward(x), lambda: nnf.gelu(tx.detach())),
+        ("GELU exact, forward + backward", ours_fb(lambda: F.gelu_forward(x), F.gelu_backward),
+         torch_fb(lambda: nnf.gelu(tx))),
+        ("softmax over the last axis, forward + backward", ours_fb(lambda: F.softmax_forward(x), F.softmax_backward),
+         torch_fb(lambda: torch.softmax(tx, -1))),
+        ("layer norm over the last axis, forward + backward",
+         ours_fb(lambda: F.layernorm_forward(x, gamma, beta), F.layernorm_backward),
+         torch_fb(lambda: nnf.layer_norm(tx, (shape[-1],), tgamma, tbeta))),
+    ]
+    rows = []
+    for name, ours, theirs in cases:
+        samples = time_interleaved({"ours": ours, "torch": theirs}, repeats, warmup, min_sample)
+        t = {impl: statistics.median(v) * 1e9 / x.size for impl, v in samples.items()}
+        rows.append([name, f"({shape[0]}, {shape[1]})", f"{t['ours']:.2f}", f"{t['torch']:.2f}",
+                     f"{ratio_stats(samples['ours'], samples['torch'])[0]:.2f}"])
+    return rows
+
+
 # ------------------------------------------------------------------------------------------- memory
 
 def _status_mb(field_name: str) -> float:
@@ -389,7 +435,7 @@ def run_long(T: int, args, progress: Progress, weight: float) -> LongRow:
                 print(f"      T={T} round {number + 1}/{repeats}: "
                       + ", ".join(f"{impl} {v[-1]:.1f} s" for impl, v in samples.items()), flush=True)
 
-        repeats = args.repeats if T < 2048 else max(2, min(args.repeats, 3))
+        repeats = args.repeats if T < 2048 else min(args.repeats, 3 if T < 8192 else 2)
         row.samples = time_interleaved(fns, repeats, args.warmup, args.min_sample, on_round=on_round)
     except Exception as error:  # a failure (say, out of memory) is reported, and the other lengths still run
         row.error = f"{type(error).__name__}: {error}"[:300]
@@ -488,7 +534,7 @@ def machine_line(info: dict) -> str:
             f"{info['torch_blas']}), Python {info['python']}")
 
 
-def render(rows, floors, info, sizes, args, long_rows=()) -> str:
+def render(rows, floors, info, sizes, args, long_rows=(), elementwise=()) -> str:
     """The report, for both modes: the machine, the method, then the tables."""
     gpu = info.get("gpu")
     memory_columns = GPU_MEMORY_COLUMNS if gpu else CPU_MEMORY_COLUMNS
@@ -530,11 +576,17 @@ def render(rows, floors, info, sizes, args, long_rows=()) -> str:
         s = long_size(LONG_LENGTHS[0], args.quick)
         out += ["## Long sequences", "",
                 f"One post-norm encoder layer's training step (ReLU, B={s.B}, d={s.d}, h={s.h}, ff={s.ff}, no mask): "
-                "ours with the full (T, T) attention, ours with blocked attention (`attention=\"blocked\"`, blocks "
-                "of 256), PyTorch (`nn.TransformerEncoderLayer`, its memory-efficient CPU attention). ms per step "
-                "(median of interleaved rounds), MB = peak resident memory of the step (as above); spread: the "
-                "rounds' lowest and highest ratio blocked / torch.", "",
+                "ours with the full (T, T) attention, ours with blocked attention (`attention=\"blocked\"`, "
+                "blocks of 1024 queries x 256 keys), PyTorch (`nn.TransformerEncoderLayer`, its memory-efficient CPU "
+                "attention). ms per step (median of interleaved rounds), MB = peak resident memory of the step (as "
+                "above); spread: the rounds' lowest and highest ratio blocked / torch.", "",
                 markdown_table(LONG_COLUMNS, long_table_rows(long_rows)), ""]
+    if elementwise:
+        out += ["## Elementwise cost", "",
+                "Where the time outside the matrix products goes: ns per element of the elementwise building "
+                "blocks, float32 (ours: each NumPy ufunc one single-threaded pass over memory; torch: fused kernels "
+                "on every core), rounds interleaved as above.", "", markdown_table(ELEMENTWISE_COLUMNS, elementwise),
+                ""]
     notes = [f"{row.workload}/{row.size}: {row.note}" for row in rows if row.note]
     if notes:
         out += ["Notes: " + "; ".join(notes) + "."]
@@ -656,7 +708,7 @@ def run_cpu(args, workloads, sizes) -> int:
     print(f"CPU: {machine_line(info)}", flush=True)
     if info["warning"]:
         print(info["warning"], file=sys.stderr, flush=True)
-    lengths = [] if args.no_long else list(QUICK_LONG_LENGTHS if args.quick else LONG_LENGTHS)
+    lengths = [] if args.no_long else args.lengths or list(QUICK_LONG_LENGTHS if args.quick else LONG_LENGTHS)
     memory_reason = "" if args.no_memory else memory_supported()
     _preload(workloads)
     if memory_reason:
@@ -668,7 +720,7 @@ def run_cpu(args, workloads, sizes) -> int:
     if measure:   # the memory jobs first: forked from this process before it has computed anything
         weights += [0.3 + _seconds_guess(WORKLOADS[n].flops_step(s)) for n, s in pairs for _ in IMPLS]
         weights += [_long_weight(T, args.quick) / 2 for T in lengths for _ in LONG_IMPLS]
-    weights += [0.3 * len(sizes)]                                                         # the matmul floors
+    weights += [0.3 * len(sizes) + 2]                                      # the matmul floors, elementwise costs
     weights += [4 * rounds * _seconds_guess(WORKLOADS[n].flops_step(s)) for n, s in pairs]
     weights += [rounds * _long_weight(T, args.quick) for T in lengths]
     progress = Progress(weights)
@@ -698,8 +750,10 @@ def run_cpu(args, workloads, sizes) -> int:
     floors = {}
     for size in sizes:
         floors[size.name] = matmul_floor(size, args.repeats, args.warmup)
-    progress.finish(0.3 * len(sizes), "matmul floors: " + "; ".join(
-        f"{n} {f['ours_gflops']:.0f} GFLOP/s (torch {f['torch_gflops']:.0f})" for n, f in floors.items()))
+    elementwise = [] if args.quick else elementwise_costs(args.repeats, args.warmup, args.min_sample)
+    progress.finish(0.3 * len(sizes) + 2, "matmul floors: " + "; ".join(
+        f"{n} {f['ours_gflops']:.0f} GFLOP/s (torch {f['torch_gflops']:.0f})" for n, f in floors.items())
+        + "; elementwise costs: " + ", ".join(f"{r[0].split(',')[0]} {r[4]}" for r in elementwise))
     rows = []
     for name, size in pairs:
         row = run_row(name, size, args)
@@ -712,7 +766,7 @@ def run_cpu(args, workloads, sizes) -> int:
         row.memory = {impl: long_memory[T, impl] for impl in LONG_IMPLS if (T, impl) in long_memory}
         long_rows.append(row)
     info["load_after"] = os.getloadavg()
-    text = render(rows, floors, info, sizes, args, long_rows)
+    text = render(rows, floors, info, sizes, args, long_rows, elementwise)
     print()
     print(text)
     print(f"total {Progress.clock(time.perf_counter() - progress.start)}", flush=True)
@@ -862,6 +916,9 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=None, help="limit NumPy's BLAS and torch to N threads")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     parser.add_argument("--no-long", action="store_true", help="skip the long-sequence benchmark")
+    parser.add_argument("--lengths", default=None,
+                        help="comma-separated T of the long-sequence benchmark (default "
+                             + ",".join(map(str, LONG_LENGTHS)) + ")")
     parser.add_argument("--record", action="store_true",
                         help="write " + ", ".join(RECORD.values()) + " (the README between its markers)")
     parser.add_argument("--markdown", metavar="PATH", help="write the report as markdown")
@@ -904,6 +961,11 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     sizes = [QUICK_SIZE] if args.quick else [SIZES[s] for s in names]
+    try:
+        args.lengths = [int(t) for t in args.lengths.split(",") if t] if args.lengths else None
+    except ValueError:
+        print(f"--lengths: got {args.lengths!r}; expected comma-separated positive integers", file=sys.stderr)
+        return 2
     args.repeats = args.repeats or (1 if args.quick else 5)
     args.warmup = (1 if args.device == "cpu" or args.quick else 3) if args.warmup is None else args.warmup
     args.min_sample = 0.0 if args.quick else MIN_SAMPLE_S

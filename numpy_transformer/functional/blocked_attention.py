@@ -36,7 +36,7 @@ a query block under ``is_causal`` is skipped, never computed. A row with every k
 and zero gradient. No attention dropout (the modules use the plain pair when it is active).
 
 Shapes: q (..., T, Dh), k (..., S, Dh), v (..., S, Dv); out (..., T, Dv); Tb and Sb are the lengths of a query
-block and a key block (``block_size``, shorter at the end).
+block and a key block (``query_block``, ``key_block``; shorter at the end).
 """
 from __future__ import annotations
 
@@ -48,16 +48,18 @@ from ..backend import get_array_module
 from ..checks import check_array, check_broadcastable, check_float, check_positive_int, check_same_dtype
 from .attention import _check_qkv
 
-#: rows of a query block and of a key block: a (B, H, 256, 256) float32 block of scores is 2 MiB at B*H = 8
-DEFAULT_BLOCK_SIZE = 256
+#: positions of a query block and of a key block: a (B, H, 1024, 256) float32 block of scores is 8 MiB at
+#: B*H = 8, and each matrix product of a block is large enough to keep BLAS busy
+QUERY_BLOCK, KEY_BLOCK = 1024, 256
 
 
-def _check_blocked(q, k, v, mask, is_causal, scale, block_size) -> float:
+def _check_blocked(q, k, v, mask, is_causal, scale, query_block, key_block) -> float:
     """The argument checks of :func:`blocked_attention_forward`; returns the scale as a Python float."""
     _check_qkv(q, k, v)
     if not isinstance(is_causal, (bool, np.bool_)):
         raise TypeError(f"is_causal: got {type(is_causal).__name__}; expected a bool")
-    check_positive_int("block_size", block_size)
+    check_positive_int("query_block", query_block)
+    check_positive_int("key_block", key_block)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     elif isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
@@ -103,7 +105,7 @@ def _skipped(is_causal: bool, rows, cols) -> bool:
 
 
 def blocked_attention_forward(q, k, v, mask=None, is_causal: bool = False, scale=None,
-                              block_size: int = DEFAULT_BLOCK_SIZE):
+                              query_block: int = QUERY_BLOCK, key_block: int = KEY_BLOCK):
     r"""Attention ``softmax(scale * q k^T + mask) v`` with an online softmax over blocks of keys.
 
     Inputs:
@@ -114,15 +116,15 @@ def blocked_attention_forward(q, k, v, mask=None, is_causal: bool = False, scale
             ``-inf`` allowed. Broadcastable to (..., T, S).
         is_causal: also forbid keys after each query's position
         scale: multiplies the scores; default ``1/sqrt(Dh)``
-        block_size: rows of a query block and of a key block
+        query_block, key_block: positions of a query block and of a key block
 
     Returns:
         out: (..., T, Dv), equal to the plain pair's up to rounding
-        cache: dict with ``q_scaled`` = scale * q, ``k``, ``v``, ``mask``, ``is_causal``, ``scale``,
-            ``block_size``, ``out`` and ``logsumexp`` (..., T, 1), the log-sum-exp $L$ of each row of scores
+        cache: dict with ``q_scaled`` = scale * q, ``k``, ``v``, ``mask``, ``is_causal``, ``scale``, the
+            block sizes ``blocks``, ``out`` and ``logsumexp`` (..., T, 1), the log-sum-exp $L$ of each row of scores
             (0 for a row with every key forbidden). Nothing of size T x S.
     """
-    scale = _check_blocked(q, k, v, mask, is_causal, scale, block_size)
+    scale = _check_blocked(q, k, v, mask, is_causal, scale, query_block, key_block)
     xp = get_array_module(q, k, v, mask)
     T, S, Dv = q.shape[-2], k.shape[-2], v.shape[-1]
     lead = tuple(q.shape[:-2])
@@ -131,13 +133,13 @@ def blocked_attention_forward(q, k, v, mask=None, is_causal: bool = False, scale
     out = xp.empty(lead + (T, Dv), dtype=q.dtype)                # (..., T, Dv)
     logsumexp = xp.empty(lead + (T, 1), dtype=q.dtype)           # (..., T, 1)
 
-    for rows in _blocks(T, block_size):                          # a loop over blocks of queries
+    for rows in _blocks(T, query_block):                         # a loop over blocks of queries
         i0, i1 = rows
         q_block = q_scaled[..., i0:i1, :]                        # (..., Tb, Dh)
         row_max = xp.full(lead + (i1 - i0, 1), -math.inf, dtype=q.dtype)  # m, (..., Tb, 1)
         row_sum = xp.zeros(lead + (i1 - i0, 1), dtype=q.dtype)   # l, (..., Tb, 1)
         acc = xp.zeros(lead + (i1 - i0, Dv), dtype=q.dtype)      # a, (..., Tb, Dv)
-        for cols in _blocks(S, block_size):                      # ... and over blocks of keys
+        for cols in _blocks(S, key_block):                       # ... and over blocks of keys
             if _skipped(is_causal, rows, cols):
                 break                                            # every later key block is after the queries too
             j0, j1 = cols
@@ -164,7 +166,7 @@ def blocked_attention_forward(q, k, v, mask=None, is_causal: bool = False, scale
         shift = xp.where(empty, xp.zeros((), dtype=q.dtype), row_max)
         logsumexp[..., i0:i1, :] = shift + xp.log(safe_sum)
     cache = {"q_scaled": q_scaled, "k": k, "v": v, "mask": mask, "is_causal": bool(is_causal), "scale": scale,
-             "block_size": block_size, "out": out, "logsumexp": logsumexp}
+             "blocks": (query_block, key_block), "out": out, "logsumexp": logsumexp}
     return out, cache
 
 
@@ -179,7 +181,7 @@ def blocked_attention_backward(dout, cache):
         dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
     """
     q_scaled, k, v, mask = cache["q_scaled"], cache["k"], cache["v"], cache["mask"]
-    is_causal, block_size, logsumexp = cache["is_causal"], cache["block_size"], cache["logsumexp"]
+    is_causal, (query_block, key_block), logsumexp = cache["is_causal"], cache["blocks"], cache["logsumexp"]
     xp = get_array_module(dout, q_scaled)
     T, S = q_scaled.shape[-2], k.shape[-2]
     k_t, v_t = xp.swapaxes(k, -1, -2), xp.swapaxes(v, -1, -2)   # (..., Dh, S), (..., Dv, S), views
@@ -189,10 +191,10 @@ def blocked_attention_backward(dout, cache):
     # the softmax row sum r = rowsum(dP * P) = rowsum(dO * O), once for all blocks (as in the plain backward)
     row_dot = (dout * cache["out"]).sum(axis=-1, keepdims=True)  # (..., T, Dv) -> (..., T, 1)
 
-    for rows in _blocks(T, block_size):
+    for rows in _blocks(T, query_block):
         i0, i1 = rows
         q_block, dout_block = q_scaled[..., i0:i1, :], dout[..., i0:i1, :]  # (..., Tb, Dh), (..., Tb, Dv)
-        for cols in _blocks(S, block_size):
+        for cols in _blocks(S, key_block):
             if _skipped(is_causal, rows, cols):
                 break
             j0, j1 = cols

@@ -96,16 +96,14 @@ def layernorm_backward(dout, cache):
     dbeta = dout.sum(axis=reduce_axes)                           # (..., D) -> (D,)
     work = dout * xhat                                           # (..., D), g * xhat; reused below
     dgamma = work.sum(axis=reduce_axes)                          # (..., D) -> (D,)
+    dxhat = dout * gamma                                         # (..., D)
 
     # forward: xhat = (x - mean) * rstd, with mean and rstd functions of the whole row.
-    # Plainly dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = g * gamma. Both row
-    # means are dot products with gamma, mean(dxhat) = (g . gamma) / D and mean(dxhat * xhat) =
-    # ((g * xhat) . gamma) / D: einsum reads each array once, with no (..., D) temporary. Then dxhat becomes
-    # dx in place and ``work`` holds xhat * mean(dxhat * xhat), so no further (..., D) array is allocated.
-    width = dout.shape[-1]
-    mean_dxhat = xp.einsum("...d,d->...", dout, gamma)[..., None] / width      # (..., D) -> (..., 1)
-    mean_dxhat_xhat = xp.einsum("...d,d->...", work, gamma)[..., None] / width  # (..., 1)
-    dxhat = dout * gamma                                         # (..., D)
+    # Plainly dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)); below, dxhat becomes dx in
+    # place and ``work`` holds the products, so no further (..., D) array is allocated.
+    work *= gamma                                                # dxhat * xhat = g * xhat * gamma
+    mean_dxhat_xhat = work.mean(axis=-1, keepdims=True)          # (..., 1)
+    mean_dxhat = dxhat.mean(axis=-1, keepdims=True)              # (..., 1)
     xp.multiply(xhat, mean_dxhat_xhat, out=work)                 # (..., D), xhat * mean(dxhat * xhat)
     dx = dxhat
     dx -= mean_dxhat

@@ -55,7 +55,7 @@ def masks(case, rng, dtype, T, S):
 def small_blocks(monkeypatch):
     """Blocks of 3 positions in the module, so that these short sequences are cut into several blocks."""
     monkeypatch.setattr(attention_module, "blocked_attention_forward",
-                        functools.partial(attention_module.blocked_attention_forward, block_size=3))
+                        functools.partial(attention_module.blocked_attention_forward, query_block=3, key_block=3))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
