@@ -34,6 +34,7 @@
     if (text !== undefined) node.textContent = text;
     return node;
   }
+  function count(n, noun) { return n + " " + noun + (n === 1 ? "" : "s"); }
   function shown(token) { return token === "" ? "\u2205" : token; }  // an empty token shows as the empty set
 
   // ------------------------------------------------------------------ skeleton
@@ -207,7 +208,7 @@
   }
 
   function headStatus(set, l, f, drawn) {
-    if (!f) return "Layer " + l + ": " + drawn + " lines (weights below 0.01 left out). Hover over a token, or " +
+    if (!f) return "Layer " + l + ": " + count(drawn, "line") + " (weights below 0.01 left out). Hover over a token, or " +
       "click it to pin it, to see only its lines.";
     var parts = [];
     for (var h = 0; h < set.heads; h++) {
@@ -267,7 +268,7 @@
         grid.appendChild(thumb);
       }
     }
-    status.textContent = set.layers + " layers x " + set.heads + " heads: row t of each square is query token t, " +
+    status.textContent = count(set.layers, "layer") + " x " + count(set.heads, "head") + ": row t of each square is query token t, " +
       "column s is key token s (white 0, full colour 1). Click a square to enlarge it.";
     if (state.cell && state.cell.layer < set.layers && state.cell.head < set.heads) enlarge(state.cell.layer, state.cell.head);
     else closeEnlarged();
@@ -346,8 +347,9 @@
   // ------------------------------------------------------------------ wiring
   function render() {
     var set = current();
-    description.textContent = set.description + (set.description ? " \u00b7 " : "") + set.T + " query and " + set.S +
-      " key tokens, " + set.layers + " layers, " + set.heads + " heads (numbered from 0)";
+    description.textContent = set.description + (set.description ? " \u00b7 " : "") + count(set.T, "query token") +
+      " and " + count(set.S, "key token") + ", " + count(set.layers, "layer") + ", " + count(set.heads, "head") +
+      " (numbered from 0)";
     headButton.setAttribute("aria-pressed", state.mode === "head" ? "true" : "false");
     modelButton.setAttribute("aria-pressed", state.mode === "model" ? "true" : "false");
     headPanel.classList.toggle("nt-hidden", state.mode !== "head");

@@ -47,9 +47,9 @@ import inspect
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from contextlib import contextmanager
 from importlib import resources
-from typing import Sequence
 
 import numpy as np
 
@@ -377,6 +377,24 @@ def encoder_decoder_view(cross_attention, source_tokens, target_tokens, encoder_
 
 # ---------------------------------------------------------------------------------------------- models
 
+def _recording_forward(original, records: list):
+    """``original`` (a bound ``MultiheadAttention.forward``) that also appends its per-head weights to ``records``."""
+    signature = inspect.signature(original)
+
+    def forward(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        wanted, average = bound.arguments["need_weights"], bound.arguments["average_attn_weights"]
+        bound.arguments["need_weights"], bound.arguments["average_attn_weights"] = True, False
+        out, weights = original(*bound.args, **bound.kwargs)        # weights (B, H, T, S)
+        records.append(weights)
+        if not wanted:
+            return out, None
+        return out, weights.mean(axis=1) if average else weights   # what the caller asked for
+
+    return forward
+
+
 @contextmanager
 def _recording_attention(modules):
     """While open, each ``MultiheadAttention`` in ``modules`` also records its per-head weights (B, H, T, S).
@@ -386,21 +404,8 @@ def _recording_attention(modules):
     """
     records = {id(module): [] for module in modules}
     for module in modules:
-        original = module.forward
-        signature = inspect.signature(original)
-
-        def forward(*args, _original=original, _signature=signature, _records=records[id(module)], **kwargs):
-            bound = _signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            wanted, average = bound.arguments["need_weights"], bound.arguments["average_attn_weights"]
-            bound.arguments["need_weights"], bound.arguments["average_attn_weights"] = True, False
-            out, weights = _original(*bound.args, **bound.kwargs)    # weights (B, H, T, S)
-            _records.append(weights)
-            if not wanted:
-                return out, None
-            return out, weights.mean(axis=1) if average else weights
-
-        object.__setattr__(module, "forward", forward)              # an instance attribute hides the method
+        # an instance attribute hides the class's method, for this module only, until it is removed below
+        object.__setattr__(module, "forward", _recording_forward(module.forward, records[id(module)]))
     try:
         yield records
     finally:
@@ -429,7 +434,7 @@ def _run_recording(model, modules, run):
 
 def _word_labels(tokenizer, words: list[str], ids) -> list[str]:
     """Each word as it is, marked when the vocabulary does not know it (it was read as <unk>)."""
-    return [word if int(i) != tokenizer.unk_id else f"{word} (<unk>)" for word, i in zip(words, ids)]
+    return [word if int(ids[k]) != tokenizer.unk_id else f"{word} (<unk>)" for k, word in enumerate(words)]
 
 
 def model_attention(model, tokenizer, text: str, target_text: str | None = None,
