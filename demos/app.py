@@ -312,8 +312,8 @@ def sentiment(models: Models, text):
             notes.append(f"Never seen in training, so read as `<unk>`: {_quoted(unknown)}.")
         if len(words) + 1 > model.max_len:
             notes.append(f"The text has {len(words)} words; the classifier read the first {model.max_len - 1}.")
-        ids, _ = tokenizer.batch_encode([text], add_bos=model.pooling == "cls", max_len=model.max_len)
-        logits = model(ids)
+        ids, lengths = tokenizer.batch_encode([text], add_bos=model.pooling == "cls", max_len=model.max_len)
+        logits = model(ids[:, :lengths[0]])                       # (1, T) without padding -> (1, 2)
     probability = _probabilities(logits)
     sets = viz.model_attention(model, tokenizer, text, max_tokens=MAX_TOKENS)
     first = sets[0]

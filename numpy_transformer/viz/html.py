@@ -497,7 +497,8 @@ def _classifier_attention(model, tokenizer, text, max_tokens) -> AttentionSet:
         raise TypeError(f"tokenizer: got {type(tokenizer).__name__}; expected the model's WordTokenizer")
     first = model.pooling == "cls"
     limit = model.max_len if max_tokens is None else min(max_tokens, model.max_len)
-    ids, _ = tokenizer.batch_encode([text], add_bos=first, max_len=limit)     # (1, T)
+    ids, lengths = tokenizer.batch_encode([text], add_bos=first, max_len=limit)
+    ids = ids[:, :lengths[0]]                                                # (1, T), no padding
     if ids.shape[1] == 0:
         raise ValueError("text: got no tokens; expected at least one word")
     words = ([tokenizer.bos_token] if first else []) + tokenizer.split(text.lower() if tokenizer.lowercase else text)
@@ -513,7 +514,8 @@ def _translator_attention(model, tokenizers, text, target_text, max_tokens) -> l
         raise TypeError(f"tokenizer: got {type(tokenizers).__name__}; expected a pair (source tokenizer, target "
                         "tokenizer) for a Seq2SeqTransformer")
     source, target = tokenizers
-    src, _ = source.batch_encode([text], max_len=max_tokens)                 # (1, S)
+    src, lengths = source.batch_encode([text], max_len=max_tokens)
+    src = src[:, :lengths[0]]                                                # (1, S), no padding
     if src.shape[1] == 0:
         raise ValueError("text: got no tokens; expected at least one word")
     if target_text is None:
