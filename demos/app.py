@@ -33,6 +33,7 @@ STARTED = time.perf_counter()  # the start-up time printed when the page is serv
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import copy  # noqa: E402
 import os  # noqa: E402
 import runpy  # noqa: E402
 import subprocess  # noqa: E402
@@ -181,10 +182,15 @@ def load_models(cache: str, sentiment: str = "auto") -> Models:
     path = os.path.join(cache, "sentiment", SENTIMENT_CHECKPOINT[kind])
     saved = load_config(path)
     pretrained = minilm_folder()
+    explorer = BertModel.from_pretrained(pretrained) if pretrained is not None else None
+    explorer_tokenizer = BertTokenizer.from_pretrained(pretrained) if pretrained is not None else None
     if kind == "minilm":
-        bert = BertModel(BertConfig.from_dict(saved["bert"]), rng=0)
+        # a copy of the pretrained model, overwritten by the fine-tuned weights (quicker than a new random one)
+        bert = copy.deepcopy(explorer)
+        if bert.config.to_dict() != BertConfig.from_dict(saved["bert"]).to_dict():
+            sys.exit(f"{path} holds a BERT of another shape than {pretrained}; delete it to fine-tune again.")
         model = BertClassifier(bert, num_labels=saved["num_labels"], pooling=saved["pooling"], rng=0)
-        tokenizer = BertTokenizer.from_pretrained(pretrained)
+        tokenizer = explorer_tokenizer
         name = "MiniLM (all-MiniLM-L6-v2) fine-tuned here on the project's review sentences"
     else:
         model = TransformerClassifier(saved["vocab_size"], saved["num_classes"], d_model=saved["d_model"],
@@ -194,8 +200,6 @@ def load_models(cache: str, sentiment: str = "auto") -> Models:
         tokenizer = translate_demo.load_vocabulary(os.path.join(cache, "sentiment", CLASSIFIER_VOCABULARY))
         name = "the Transformer classifier of demos/08_sentiment.py, trained from scratch"
     load_checkpoint(path, model)
-    explorer = BertModel.from_pretrained(pretrained) if pretrained is not None else None
-    explorer_tokenizer = BertTokenizer.from_pretrained(pretrained) if pretrained is not None else None
     return Models(translator.eval(), source, target, int(config["max_target_len"]), model.eval(), tokenizer, name,
                   explorer, explorer_tokenizer)
 
