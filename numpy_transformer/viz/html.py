@@ -450,19 +450,23 @@ def model_attention(model, tokenizer, text: str, target_text: str | None = None,
             - :class:`~numpy_transformer.models.bert.BertModel` or ``BertClassifier``, with a ``BertTokenizer``;
             - :class:`~numpy_transformer.models.TransformerClassifier`, with the ``WordTokenizer`` it was trained
               with (a ``<bos>`` is put first when it pools the first position, as ``demos/08_sentiment.py``);
+            - :class:`~numpy_transformer.models.GPT`, with its ``CharTokenizer`` or ``WordTokenizer``;
             - :class:`~numpy_transformer.models.Seq2SeqTransformer`, with a pair (source tokenizer, target
               tokenizer) of ``WordTokenizer`` s.
+            (A Vision Transformer reads images, not text: give its ``attention_weights(images, layer=l)`` of
+            every layer to :class:`HeadView` with tokens such as ``["[class]", "patch 0", ...]``.)
         text: the sentence (for the translator, the source sentence)
         target_text: the translator's output to look at; default: the model's own greedy translation
         max_tokens: read at most this many tokens (special tokens included)
 
     Returns:
-        BERT and the classifier: ``[self-attention]``. The translator: ``[cross-attention, encoder
+        BERT, the classifier and GPT: one set (self-attention). The translator: ``[cross-attention, encoder
         self-attention, decoder self-attention]``, where each decoder position is labelled with the word it is
         producing (the decoder reads ``<bos> w1 .. wn`` and produces ``w1 .. wn <eos>``).
     """
     from ..models.bert import BertClassifier, BertModel
     from ..models.classifier import TransformerClassifier
+    from ..models.gpt import GPT
     from ..models.translator import Seq2SeqTransformer
 
     if not isinstance(text, str):
@@ -475,10 +479,12 @@ def model_attention(model, tokenizer, text: str, target_text: str | None = None,
         return [_bert_attention(model, tokenizer, text, max_tokens)]
     if isinstance(model, TransformerClassifier):
         return [_classifier_attention(model, tokenizer, text, max_tokens)]
+    if isinstance(model, GPT):
+        return [_gpt_attention(model, tokenizer, text, max_tokens)]
     if isinstance(model, Seq2SeqTransformer):
         return _translator_attention(model, tokenizer, text, target_text, max_tokens)
     raise TypeError(f"model: got {type(model).__name__}; expected a BertModel, BertClassifier, "
-                    "TransformerClassifier or Seq2SeqTransformer")
+                    "TransformerClassifier, GPT or Seq2SeqTransformer")
 
 
 def _bert_attention(bert, tokenizer, text, max_tokens) -> AttentionSet:
@@ -506,6 +512,21 @@ def _classifier_attention(model, tokenizer, text, max_tokens) -> AttentionSet:
     weights, _ = _run_recording(model, modules, lambda: model(ids))
     tokens = _word_labels(tokenizer, words[:ids.shape[1]], ids[0])
     return AttentionSet(weights, tokens, name="self-attention", description="every token attending to every token")
+
+
+def _gpt_attention(model, tokenizer, text, max_tokens) -> AttentionSet:
+    if not hasattr(tokenizer, "batch_encode"):
+        raise TypeError(f"tokenizer: got {type(tokenizer).__name__}; expected the model's CharTokenizer or "
+                        "WordTokenizer")
+    limit = model.max_len if max_tokens is None else min(max_tokens, model.max_len)
+    ids, lengths = tokenizer.batch_encode([text], max_len=limit)
+    ids = ids[:, :lengths[0]]                                                # (1, T), no padding
+    if ids.shape[1] == 0:
+        raise ValueError("text: got no tokens; expected at least one")
+    pieces = tokenizer.split(text.lower() if tokenizer.lowercase else text)[:ids.shape[1]]
+    weights, _ = _run_recording(model, [block.self_attn for block in model.blocks], lambda: model(ids))
+    return AttentionSet(weights, _word_labels(tokenizer, pieces, ids[0]), name="causal self-attention",
+                        description="each token attending to itself and the tokens before it")
 
 
 def _translator_attention(model, tokenizers, text, target_text, max_tokens) -> list[AttentionSet]:

@@ -298,6 +298,23 @@ def test_classifier_view_holds_its_attention_weights():
     assert cut.query_tokens == ["<bos>", "the", "movie"] and cut.weights.shape == (2, 2, 3, 3)
 
 
+def test_gpt_view_holds_its_causal_attention_weights():
+    from numpy_transformer.models import GPT
+    from numpy_transformer.text import CharTokenizer
+
+    tokenizer = CharTokenizer().build_vocab(["12+34=46", "5+5=10"])
+    model = GPT(tokenizer.vocab_size, d_model=16, nhead=2, num_layers=2, max_len=16, dtype=np.float64, rng=0)
+    text = "12+7=19"
+    sets = viz.model_attention(model, tokenizer, text)
+    assert_restored(model)
+    assert sets[0].query_tokens == ["1", "2", "+", "7 (<unk>)", "=", "1", "9 (<unk>)"]
+    ids, _ = tokenizer.batch_encode([text])
+    for layer in range(2):
+        reference = model.attention_weights(ids, layer=layer)[0]
+        np.testing.assert_array_equal(sets[0].weights[layer], reference)
+        assert np.triu(sets[0].weights[layer], k=1).max() == 0.0         # nothing attends to the future
+
+
 def tiny_translator():
     english = ["the red car is fast", "the small cat sleeps", "a dog sees the house"]
     french = ["la voiture rouge est rapide", "le petit chat dort", "un chien voit la maison"]
