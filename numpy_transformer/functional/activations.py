@@ -1,32 +1,34 @@
-"""Elementwise activations of the feed-forward block: ReLU and GELU (exact and tanh-approximate).
+r"""Elementwise activations of the feed-forward block: ReLU and GELU (exact and tanh-approximate).
 
 ReLU:
 
-.. math::
+$$
+y = \max(x, 0), \qquad \frac{dy}{dx} = [x > 0]
+$$
 
-    y = \\max(x, 0), \\qquad \\frac{dy}{dx} = [x > 0]
-
-(at the kink ``x = 0`` the derivative is taken as 0, as in PyTorch).
+(at the kink $x = 0$ the derivative is taken as 0, as in PyTorch).
 
 GELU weighs its input by the probability that a standard normal variable is smaller:
-``y = x \\Phi(x)``. The exact form uses the normal CDF through ``erf``:
+$y = x\,\Phi(x)$. The exact form uses the normal CDF through ``erf``:
 
-.. math::
+$$
+\Phi(x) = \tfrac12\left(1 + \mathrm{erf}(x/\sqrt2)\right), \qquad
+\frac{dy}{dx} = \Phi(x) + x\,\varphi(x), \quad \varphi(x) = \frac{e^{-x^2/2}}{\sqrt{2\pi}}
+$$
 
-    \\Phi(x) = \\tfrac12\\left(1 + \\mathrm{erf}(x/\\sqrt2)\\right), \\qquad
-    \\frac{dy}{dx} = \\Phi(x) + x\\,\\varphi(x), \\quad \\varphi(x) = \\frac{e^{-x^2/2}}{\\sqrt{2\\pi}}
+The tanh approximation (GPT-2, BERT's original code) replaces $\Phi$:
 
-The tanh approximation (GPT-2, BERT's original code) replaces ``\\Phi``:
+$$
+u = \sqrt{2/\pi}\,(x + 0.044715\,x^3), \qquad t = \tanh u, \qquad y = \tfrac12 x (1 + t)
+$$
 
-.. math::
-
-    u = \\sqrt{2/\\pi}\\,(x + 0.044715\\,x^3), \\qquad t = \\tanh u, \\qquad y = \\tfrac12 x (1 + t)
-
-    \\frac{dy}{dx} = \\tfrac12 (1 + t) + \\tfrac12 x (1 - t^2)\\,\\sqrt{2/\\pi}\\,(1 + 3 \\cdot 0.044715\\,x^2)
+$$
+\frac{dy}{dx} = \tfrac12 (1 + t) + \tfrac12 x (1 - t^2)\,\sqrt{2/\pi}\,(1 + 3 \cdot 0.044715\,x^2)
+$$
 
 Each backward differentiates exactly the formula its forward computed (the approximation is chosen once, in
 the forward, and stored in the cache), so the gradient is never that of a different function. The caches
-keep what the derivative reuses: ``x`` and ``\\Phi(x)`` for the exact form, ``x`` and ``t`` for the tanh
+keep what the derivative reuses: $x$ and $\Phi(x)$ for the exact form, $x$ and $t$ for the tanh
 form, so no transcendental function is evaluated twice.
 
 ``erf`` comes from ``scipy.special`` for NumPy arrays and from ``cupyx.scipy.special`` for CuPy arrays.

@@ -1,42 +1,46 @@
-"""Scaled dot-product attention, with masks and dropout, and its backward pass.
+r"""Scaled dot-product attention, with masks and dropout, and its backward pass.
 
 Each query asks every key how well it matches (a dot product), turns the matches into probabilities with a
-softmax, and returns the probability-weighted average of the values ("Attention Is All You Need", eq. 1):
+softmax, and returns the probability-weighted average of the values ("Attention Is All You Need", eq. 1).
+For $T$ queries and $S$ keys:
 
-.. math::
+$$
+A = s\, Q K^\top + M, \qquad P = \mathrm{softmax}_{\text{rows}}(A), \qquad
+\tilde{P} = P \odot Z, \qquad O = \tilde{P} V
+$$
 
-    S = s\\, Q K^\\top + M, \\qquad P = \\mathrm{softmax}_{\\text{rows}}(S), \\qquad
-    \\tilde{P} = P \\odot Z, \\qquad O = \\tilde{P} V
-
-with ``s = 1/sqrt(Dh)`` by default (so the scores keep unit variance when q and k do), ``M`` the mask and
-``Z`` the dropout mask: ``Z = keep / (1 - p)`` with ``keep ~ Bernoulli(1 - p)`` (inverted dropout), or all
-ones without dropout. Every matrix here carries leading axes (usually (B, H)): the heads are just one more
-batch axis of one ``matmul``.
+with $A$ the $T \times S$ matrix of scores, $s = 1/\sqrt{D_h}$ by default (so the scores keep unit variance
+when $q$ and $k$ do), $M$ the mask and $Z$ the dropout mask: $Z = \mathrm{keep} / (1 - p)$ with
+$\mathrm{keep} \sim \mathrm{Bernoulli}(1 - p)$ (inverted dropout), or all ones without dropout. Every
+matrix here carries leading axes (usually (B, H)): the heads are just one more batch axis of one ``matmul``.
 
 Masks. A boolean ``mask`` is True where a query may NOT attend to a key (``torch.nn.MultiheadAttention``'s
 convention, the opposite of ``torch.nn.functional.scaled_dot_product_attention``'s boolean mask); those
-scores become ``-inf``. A float ``mask`` is added to the scores (0 = keep, ``-inf`` = forbid, anything in
+scores become $-\infty$. A float ``mask`` is added to the scores (0 = keep, $-\infty$ = forbid, anything in
 between biases). ``is_causal=True`` also forbids every key after the query's own position
-(:func:`causal_mask`). A ``-inf`` score gets probability exactly 0, so masking needs nothing special in the
+(:func:`causal_mask`). A $-\infty$ score gets probability exactly 0, so masking needs nothing special in the
 backward pass: a zero probability passes a zero gradient.
 
 A query row whose keys are ALL forbidden has no meaningful softmax (0/0). We define its weights, its output
 and its gradient to be exactly zero, never NaN (see :mod:`numpy_transformer.functional.softmax`); PyTorch
-gives NaN there. (A large finite penalty such as -1e9 on every key is not "all forbidden": the softmax is
+gives NaN there. (A large finite penalty such as $-10^9$ on every key is not "all forbidden": the softmax is
 then uniform, as in PyTorch.)
 
-Backward. With ``dO = dL/dO`` and ``dS``, ``dP`` ... the gradients of the loss with respect to each matrix,
-undo the forward lines from the last to the first:
+Backward. With $dO = \partial L / \partial O$, and $dA$, $dP$ ... the gradients of the loss with respect to
+each matrix, undo the forward lines from the last to the first:
 
-- ``O = P~ V``: a matrix product, so ``dV = P~^T dO`` (S, Dv) and ``dP~ = dO V^T`` (T, S).
-- ``P~ = P * Z``: elementwise, so ``dP = dP~ * Z``.
-- ``P = softmax(S)`` row by row: ``dS = P * (dP - rowsum(dP * P))`` (the closed form derived in
-  ``docs/derivations/softmax.md``; no Jacobian). The row sum is cheaper than it looks:
-  ``rowsum(dP * P) = rowsum(dP~ * P~) = rowsum((dO V^T) * P~) = rowsum(dO * (P~ V)) = rowsum(dO * O)``,
-  a sum over the Dv output features instead of the S keys (the trick of FlashAttention).
-- ``S = s Q K^T + M``: the mask is a constant, so ``dQ = s dS K`` (T, Dh) and ``dK = s dS^T Q`` (S, Dh).
+- $O = \tilde{P} V$: a matrix product, so $dV = \tilde{P}^\top dO$ $(S \times D_v)$ and
+  $d\tilde{P} = dO\, V^\top$ $(T \times S)$.
+- $\tilde{P} = P \odot Z$: elementwise, so $dP = d\tilde{P} \odot Z$.
+- $P = \mathrm{softmax}(A)$ row by row: $dA = P \odot (dP - \mathrm{rowsum}(dP \odot P))$ (the closed form
+  derived in ``docs/derivations/softmax.md``; no Jacobian). The row sum is cheaper than it looks:
+  $\mathrm{rowsum}(dP \odot P) = \mathrm{rowsum}(d\tilde{P} \odot \tilde{P})
+  = \mathrm{rowsum}(dO \odot \tilde{P} V) = \mathrm{rowsum}(dO \odot O)$,
+  a sum over the $D_v$ output features instead of the $S$ keys (the trick of FlashAttention).
+- $A = s\, Q K^\top + M$: the mask is a constant, so $dQ = s\, dA\, K$ $(T \times D_h)$ and
+  $dK = s\, dA^\top Q$ $(S \times D_h)$.
 
-A masked score has ``P = 0``, hence ``dS = 0`` there: the mask is already in ``P``. The full derivation is in
+A masked score has $P = 0$, hence $dA = 0$ there: the mask is already in $P$. The full derivation is in
 ``docs/derivations/attention.md``.
 
 Shapes: q (..., T, Dh), k (..., S, Dh), v (..., S, Dv); out (..., T, Dv); weights (..., T, S).

@@ -1,17 +1,18 @@
-"""Inverted dropout.
+r"""Inverted dropout.
 
-During training each element is zeroed with probability ``p`` and the survivors are scaled by
-``1 / (1 - p)``, so the expected value of every element is unchanged and evaluation needs no rescaling:
+During training each element is zeroed with probability $p$ and the survivors are scaled by
+$1 / (1 - p)$, so the expected value of every element is unchanged and evaluation needs no rescaling:
 
-.. math::
+$$
+m_i \sim \mathrm{Bernoulli}(1 - p), \qquad s_i = \frac{m_i}{1 - p}, \qquad y_i = x_i s_i,
+\qquad \mathbb{E}[y_i] = x_i
+$$
 
-    m_i \\sim \\mathrm{Bernoulli}(1 - p), \\qquad s_i = \\frac{m_i}{1 - p}, \\qquad y_i = x_i s_i,
-    \\qquad \\mathbb{E}[y_i] = x_i
+In evaluation (``training=False``) or with $p = 0$ dropout is the identity.
 
-In evaluation (``training=False``) or with ``p = 0`` dropout is the identity.
-
-Backward. ``y`` is ``x`` times a constant ``s`` drawn in the forward pass, so ``dL/dx = dL/dy * s``: the
-same elements are dropped and the same scale applied. The cache keeps the scaled mask ``s`` (not ``x``,
+Backward. $y$ is $x$ times a constant $s$ drawn in the forward pass, so
+$\partial L / \partial x = \partial L / \partial y \odot s$: the same elements are dropped and the same scale
+applied. The cache keeps the scaled mask $s$ (not $x$,
 which the gradient does not need), or nothing when dropout was the identity.
 
 Randomness: ``rng`` is an int seed (reproducible), a Generator of x's array module (``numpy.random`` or

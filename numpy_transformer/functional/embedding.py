@@ -1,21 +1,21 @@
-"""Token embedding: look up one learned vector per token id.
+r"""Token embedding: look up one learned vector per token id.
 
-The table ``W`` has one row of width D for each of the V tokens of the vocabulary. Reading row ``ids`` is
-the same as multiplying a one-hot vector by ``W``, but a gather costs D reads per token instead of a
-V x D product, so that is what is done.
+The table $W$ has one row of width $D$ for each of the $V$ tokens of the vocabulary. Reading row ``ids`` is
+the same as multiplying a one-hot vector by $W$, but a gather costs $D$ reads per token instead of a
+$V \times D$ product, so that is what is done.
 
-Forward, for every position ``n`` of the id array:
+Forward, for every position $n$ of the id array:
 
-.. math::
+$$
+y_n = W_{\,\mathrm{id}_n}
+$$
 
-    y_n = W_{\\,\\mathrm{id}_n}
+Backward. With upstream gradient $g_n = \partial L / \partial y_n$, row $v$ of $W$ received every position whose
+id is $v$, so its gradient is the sum over those positions:
 
-Backward. With upstream gradient ``g_n = dL/dy_n``, row ``v`` of ``W`` received every position whose id is
-``v``, so its gradient is the sum over those positions:
-
-.. math::
-
-    \\frac{\\partial L}{\\partial W_v} = \\sum_{n \\,:\\, \\mathrm{id}_n = v} g_n
+$$
+\frac{\partial L}{\partial W_v} = \sum_{n \,:\, \mathrm{id}_n = v} g_n
+$$
 
 That is a scatter-add (``add.at``): a plain ``dW[ids] += g`` would keep only one of the repeated ids.
 Rows no id points to get zero. The row ``padding_idx`` (if any) is a constant padding vector, as in

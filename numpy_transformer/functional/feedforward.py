@@ -1,23 +1,23 @@
-"""The position-wise feed-forward block of a Transformer layer.
+r"""The position-wise feed-forward block of a Transformer layer.
 
-Every position's vector goes through the same two-layer network: widen from D to F (usually 4D), apply a
-nonlinearity, optionally drop out, and project back to D:
+Every position's vector goes through the same two-layer network: widen from $D$ to $F$ (usually $4D$), apply a
+nonlinearity, optionally drop out, and project back to $D$:
 
-.. math::
+$$
+h = x W_1^\top + b_1, \qquad a = \mathrm{act}(h), \qquad
+a' = \mathrm{dropout}(a), \qquad y = a' W_2^\top + b_2
+$$
 
-    h = x W_1^\\top + b_1, \\qquad a = \\mathrm{act}(h), \\qquad
-    a' = \\mathrm{dropout}(a), \\qquad y = a' W_2^\\top + b_2
-
-with ``act`` one of ``"relu"``, ``"gelu"`` (exact) or ``"gelu_tanh"``. This is ``torch.nn.TransformerEncoderLayer``'s
-``linear2(dropout(activation(linear1(x))))``.
+with $\mathrm{act}$ one of ``"relu"``, ``"gelu"`` (exact) or ``"gelu_tanh"``. This is
+``torch.nn.TransformerEncoderLayer``'s ``linear2(dropout(activation(linear1(x))))``.
 
 Backward. The block is a chain of four ops, each with its own backward pass, so the chain rule is those
 backward passes called in the reverse order, each on the gradient the next one returned:
 
-.. math::
-
-    (da', dW_2, db_2) = \\mathrm{linear}'(dy), \\quad da = \\mathrm{dropout}'(da'), \\quad
-    dh = \\mathrm{act}'(da), \\quad (dx, dW_1, db_1) = \\mathrm{linear}'(dh)
+$$
+(da', dW_2, db_2) = \mathrm{linear}'(dy), \quad da = \mathrm{dropout}'(da'), \quad
+dh = \mathrm{act}'(da), \quad (dx, dW_1, db_1) = \mathrm{linear}'(dh)
+$$
 
 The cache is the tuple of the four ops' caches.
 

@@ -1,18 +1,18 @@
-"""Splitting the model width into attention heads, and merging the heads back.
+r"""Splitting the model width into attention heads, and merging the heads back.
 
-Multi-head attention runs H independent attentions of width ``Dh = D / H`` side by side. The features of
-one token, a vector of width D, are read as H consecutive blocks of width Dh (head h owns features
-``h*Dh ... (h+1)*Dh - 1``), and the head axis is moved next to the batch axis so that one batched ``matmul``
+Multi-head attention runs $H$ independent attentions of width $D_h = D / H$ side by side. The features of
+one token, a vector of width $D$, are read as $H$ consecutive blocks of width $D_h$ (head $h$ owns features
+$h D_h, \dots, (h+1) D_h - 1$), and the head axis is moved next to the batch axis so that one batched ``matmul``
 over (B, H) computes every head at once:
 
-.. math::
+$$
+X \in \mathbb{R}^{B \times T \times D} \;\to\; \mathbb{R}^{B \times T \times H \times D_h}
+\;\to\; \mathbb{R}^{B \times H \times T \times D_h}
+\qquad (\text{split: reshape, then swap } T \text{ and } H)
+$$
 
-    X \\in \\mathbb{R}^{B \\times T \\times D} \\;\\to\\; \\mathbb{R}^{B \\times T \\times H \\times D_h}
-    \\;\\to\\; \\mathbb{R}^{B \\times H \\times T \\times D_h}
-    \\qquad (\\text{split: reshape, then swap } T \\text{ and } H)
-
-Merging is the inverse: swap H and T back, then read the H blocks of width Dh as one vector of width
-``H * Dh``. This is exactly torch's ``x.view(B, T, H, Dh).transpose(1, 2)`` and its inverse.
+Merging is the inverse: swap $H$ and $T$ back, then read the $H$ blocks of width $D_h$ as one vector of width
+$H D_h$. This is exactly torch's ``x.view(B, T, H, Dh).transpose(1, 2)`` and its inverse.
 
 Backward. Both maps only move numbers around (a permutation of the entries), so the gradient of each is the
 inverse permutation applied to the upstream gradient: the backward of split is merge, and the backward of

@@ -1,15 +1,15 @@
-"""Cutting images into patch vectors (the first step of a Vision Transformer) and gluing them back.
+r"""Cutting images into patch vectors (the first step of a Vision Transformer) and gluing them back.
 
-An image of C channels, H rows and W columns is cut into non-overlapping P x P squares. Each square is
-flattened into one vector of length C*P*P, and the squares are listed in row-major order (left to right,
-then top to bottom), so the image becomes a sequence of N = (H/P) * (W/P) "tokens":
+An image of $C$ channels, $H$ rows and $W$ columns is cut into non-overlapping $P \times P$ squares. Each
+square is flattened into one vector of length $C P^2$, and the squares are listed in row-major order (left to right,
+then top to bottom), so the image becomes a sequence of $N = (H/P)(W/P)$ "tokens":
 
-.. math::
+$$
+\text{patches}[b,\; i \cdot (W/P) + j,\; c \cdot P^2 + u \cdot P + v]
+    = \text{images}[b,\; c,\; i P + u,\; j P + v]
+$$
 
-    \\text{patches}[b,\\; i \\cdot (W/P) + j,\\; c \\cdot P^2 + u \\cdot P + v]
-        = \\text{images}[b,\\; c,\\; i P + u,\\; j P + v]
-
-for patch row i, patch column j, channel c and offset (u, v) inside the patch. Each vector is flattened in
+for patch row $i$, patch column $j$, channel $c$ and offset $(u, v)$ inside the patch. Each vector is flattened in
 (C, P, P) order, the order of a ``torch.nn.Conv2d`` weight, so a Linear layer with a ``weight`` of shape
 (D, C*P*P) applied to the patches equals ``Conv2d(C, D, kernel_size=P, stride=P)`` with the weight
 ``weight.reshape(D, C, P, P)`` (its output flattened and transposed to (B, N, D)). The patches also equal

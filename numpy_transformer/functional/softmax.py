@@ -1,35 +1,37 @@
-"""Softmax and log-softmax along one axis, numerically stable, with closed-form backward passes.
+r"""Softmax and log-softmax along one axis, numerically stable, with closed-form backward passes.
 
-Softmax turns a vector of scores ``x`` into probabilities:
+Softmax turns a vector of scores $x$ (of length $N$) into probabilities:
 
-.. math::
+$$
+y_i = \frac{e^{x_i}}{\sum_j e^{x_j}} = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j
+$$
 
-    y_i = \\frac{e^{x_i}}{\\sum_j e^{x_j}} = \\frac{e^{x_i - m}}{\\sum_j e^{x_j - m}}, \\qquad m = \\max_j x_j
+Subtracting the row maximum $m$ changes nothing mathematically but keeps every exponent $\le 0$, so
+``exp`` never overflows (scores of $10^4$ are fine) and the largest term is exactly 1, so the sum is $\ge 1$.
 
-Subtracting the row maximum ``m`` changes nothing mathematically but keeps every exponent <= 0, so
-``exp`` never overflows (scores of 1e4 are fine) and the largest term is exactly 1, so the sum is >= 1.
+Log-softmax is computed as $\log y_i = (x_i - m) - \log \sum_j e^{x_j - m}$ (the log-sum-exp trick), never as
+``log(softmax(x))``, which would give $-\infty$ when a probability underflows to 0.
 
-Log-softmax is computed as ``x - m - log(sum_j exp(x_j - m))`` (the log-sum-exp trick), never as
-``log(softmax(x))``, which would give ``-inf`` when a probability underflows to 0.
-
-A row whose entries are all ``-inf`` (every choice forbidden, as in a fully masked attention row) has no
+A row whose entries are all $-\infty$ (every choice forbidden, as in a fully masked attention row) has no
 finite maximum; we shift it by 0 instead, its exponentials are all 0, and softmax returns a row of zeros
-(and a zero gradient) instead of NaN. (``torch.softmax`` returns NaN there.)
+(and a zero gradient) instead of NaN. Log-softmax returns the logarithm of that row of zeros, a row of
+$-\infty$, and a zero gradient, instead of NaN. (``torch.softmax`` and ``torch.log_softmax`` return NaN there.)
 
-Backward. With upstream gradient ``g = dL/dy``, and ``dy_i/dx_j = y_i (delta_ij - y_j)``:
+Backward. With upstream gradient $g = \partial L / \partial y$, and
+$\partial y_i / \partial x_j = y_i (\delta_{ij} - y_j)$:
 
-.. math::
+$$
+\frac{\partial L}{\partial x_j} = \sum_i g_i y_i (\delta_{ij} - y_j) = y_j \Big(g_j - \sum_i g_i y_i\Big)
+$$
 
-    \\frac{\\partial L}{\\partial x_j} = \\sum_i g_i y_i (\\delta_{ij} - y_j) = y_j \\Big(g_j - \\sum_i g_i y_i\\Big)
+For log-softmax, $\partial \log y_i / \partial x_j = \delta_{ij} - p_j$ with $p = \mathrm{softmax}(x)$:
 
-For log-softmax, ``d y_i / d x_j = delta_ij - p_j`` with ``p = softmax(x)``:
+$$
+\frac{\partial L}{\partial x_j} = g_j - p_j \sum_i g_i
+$$
 
-.. math::
-
-    \\frac{\\partial L}{\\partial x_j} = g_j - p_j \\sum_i g_i
-
-Both are a handful of elementwise operations and one reduction: the T x T Jacobian is never built.
-Derived step by step in ``docs/derivations/softmax.md``.
+Both are a handful of elementwise operations and one reduction along the axis: the $N \times N$ Jacobian
+is never built. Derived step by step in ``docs/derivations/softmax.md``.
 
 Shapes: x (..., N, ...) with the softmax taken along ``axis``; y has the shape of x.
 """
