@@ -52,7 +52,8 @@ gradient goes through ``out_proj.backward``, ``merge_heads_backward``, the atten
 ``split_heads_backward`` and the input projection's backward, the latter once per fused product, the way
 the forward computed it. (For a fused product the three head gradients are merged straight into one
 (B, T, 3D) buffer: the same numbers as merging each and concatenating, with one copy instead of two.) The
-weight gradient of the fused (3D, D) matrix is the concatenation of its blocks' gradients. Derived in ``docs/derivations/multihead.md``.
+weight gradient of the fused (3D, D) matrix is the concatenation of its blocks' gradients. Derived in
+``docs/derivations/multihead.md``.
 
 Shapes: query (B, T, D), key and value (B, S, D); out (B, T, D); weights (B, T, S) averaged over heads,
 or (B, H, T, S).
