@@ -116,18 +116,22 @@ def log_softmax_forward(x, axis: int = -1):
         axis: the axis to normalize over
 
     Returns:
-        y: the shape of x, ``y = log(softmax(x))`` computed without taking the log of a probability
-        cache: dict with ``probs`` = softmax(x) (the shape of x) and ``axis``
+        y: the shape of x, ``y = log(softmax(x))`` computed without taking the log of a probability; a
+            slice that is all ``-inf`` stays all ``-inf`` (the log of softmax's row of zeros), never NaN
+        cache: dict with ``probs`` = softmax(x) (the shape of x), ``axis`` and ``empty`` (the shape of x
+            with ``axis`` of size 1, bool): True for the all ``-inf`` slices, whose gradient is zero
     """
     check_float("x", x)
     axis = _check_axis(x, axis)
     xp = get_array_module(x)
 
     shifted, exps = _shifted_exp(x, axis)                       # (..., N, ...)
-    total = exps.sum(axis=axis, keepdims=True)                  # (..., 1, ...)
+    total = exps.sum(axis=axis, keepdims=True)                  # (..., 1, ...); 0 only for an all -inf row
+    empty = total == 0                                          # (..., 1, ...) bool
+    total = xp.where(empty, 1, total)                           # all -inf row: log 1 = 0, so y stays -inf
     y = shifted - xp.log(total)                                 # (..., N, ...)
     probs = exps / total                                        # softmax, reusing exps: no second exp
-    return y, {"probs": probs, "axis": axis}
+    return y, {"probs": probs, "axis": axis, "empty": empty}
 
 
 def log_softmax_backward(dout, cache):
@@ -144,4 +148,6 @@ def log_softmax_backward(dout, cache):
     # forward: y = x - m - log(sum(exp(x - m))); dx = g - softmax(x) * sum(g)
     dout_sum = dout.sum(axis=axis, keepdims=True)               # (..., N, ...) -> (..., 1, ...)
     dx = dout - probs * dout_sum                                # (..., N, ...)
+    # forward: an all -inf row stayed -inf whatever x did there, so its gradient is zero
+    dx *= ~cache["empty"]                                       # (..., N, ...)
     return dx
