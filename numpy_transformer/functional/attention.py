@@ -189,7 +189,7 @@ def scaled_dot_product_attention_backward(dout, cache):
     # forward: dropped = weights * keep_scale (ddropped is our own array: scaled in place)
     dweights = ddropped if keep_scale is None else xp.multiply(ddropped, keep_scale, out=ddropped)  # (..., T, S)
 
-    # forward: weights = softmax(scores); dS = P * (dP - rowsum(dP * P)), zero on masked entries and rows.
+    # forward: weights = softmax(scores); dA = P * (dP - rowsum(dP * P)), zero on masked entries and rows.
     # The row sum needs no (T, S) pass: rowsum(dP * P) = rowsum(dO * out), a (T, Dv) one (the identity
     # FlashAttention uses; derived in docs/derivations/attention.md). Plainly, with the softmax pair:
     # dscores = softmax_backward(dweights, softmax_cache). dweights is our own array: updated in place.
