@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module, is_cupy_array
+from ..backend import Array, get_array_module, is_cupy_array
 from ..checks import check_choice, check_float
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
@@ -50,7 +50,7 @@ _TANH_CUBIC = 0.044715
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 
 
-def _normal_cdf(x):
+def _normal_cdf(x: Array) -> Array:
     """``Phi(x) = (1 + erf(x / sqrt(2))) / 2`` of a NumPy or CuPy array, keeping its dtype.
 
     ``erf`` is ``scipy.special.erf`` or ``cupyx.scipy.special.erf``; the two passes after it update its
@@ -67,7 +67,7 @@ def _normal_cdf(x):
     return cdf
 
 
-def relu_forward(x):
+def relu_forward(x: Array) -> tuple[Array, dict]:
     """``max(x, 0)`` elementwise.
 
     Inputs:
@@ -83,7 +83,7 @@ def relu_forward(x):
     return out, {"positive": x > 0}
 
 
-def relu_backward(dout, cache):
+def relu_backward(dout: Array, cache: dict) -> Array:
     """Gradient of ReLU: ``dout`` where the input was positive, 0 elsewhere.
 
     Inputs:
@@ -97,7 +97,7 @@ def relu_backward(dout, cache):
     return dout * cache["positive"]
 
 
-def gelu_forward(x, approximate: str = "none"):
+def gelu_forward(x: Array, approximate: str = "none") -> tuple[Array, dict]:
     """GELU, ``x * Phi(x)``, exact (``approximate="none"``) or tanh-approximate (``"tanh"``).
 
     Matches ``torch.nn.functional.gelu(x, approximate=...)``.
@@ -123,7 +123,7 @@ def gelu_forward(x, approximate: str = "none"):
     return out, {"approximate": approximate, "x": x, "tanh": t}
 
 
-def gelu_backward(dout, cache):
+def gelu_backward(dout: Array, cache: dict) -> Array:
     """Gradient of GELU, the derivative of the same formula the forward used.
 
     Inputs:
@@ -153,7 +153,7 @@ def gelu_backward(dout, cache):
     return dout * local
 
 
-def activation_forward(x, name: str):
+def activation_forward(x: Array, name: str) -> tuple[Array, dict]:
     """Apply the activation called ``name``: ``"relu"``, ``"gelu"`` (exact) or ``"gelu_tanh"``.
 
     Inputs:
@@ -172,7 +172,7 @@ def activation_forward(x, name: str):
     return out, {"name": name, "inner": inner}
 
 
-def activation_backward(dout, cache):
+def activation_backward(dout: Array, cache: dict) -> Array:
     """Gradient of the activation chosen in :func:`activation_forward`.
 
     Inputs:

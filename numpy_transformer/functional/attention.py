@@ -48,15 +48,16 @@ Shapes: q (..., T, Dh), k (..., S, Dh), v (..., S, Dv); out (..., T, Dv); weight
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from ..backend import get_array_module, seeded_generator
+from ..backend import Array, get_array_module, seeded_generator
 from ..checks import check_array, check_broadcastable, check_float, check_probability, check_same_dtype
 from .softmax import softmax_forward
 
 
-def causal_mask(T: int, S: int, xp=np):
+def causal_mask(T: int, S: int, xp: Any = np) -> Array:
     """The causal mask: True above the diagonal, i.e. where key position j > query position i (may NOT attend).
 
     Inputs:
@@ -73,7 +74,7 @@ def causal_mask(T: int, S: int, xp=np):
     return xp.triu(xp.ones((T, S), dtype=bool), k=1)            # (T, S)
 
 
-def _check_qkv(q, k, v) -> None:
+def _check_qkv(q: Array, k: Array, v: Array) -> None:
     for name, x in (("q", q), ("k", k), ("v", v)):
         check_float(name, x)
         if x.ndim < 2:
@@ -91,8 +92,10 @@ def _check_qkv(q, k, v) -> None:
         raise ValueError(f"v: got shape {tuple(v.shape)}; expected S = {k.shape[-2]} positions to match k")
 
 
-def scaled_dot_product_attention_forward(q, k, v, mask=None, is_causal: bool = False, dropout_p: float = 0.0,
-                                         rng=None, scale=None):
+def scaled_dot_product_attention_forward(q: Array, k: Array, v: Array, mask: Array | None = None,
+                                         is_causal: bool = False, dropout_p: float = 0.0,
+                                         rng: int | np.random.Generator | None = None,
+                                         scale: float | None = None) -> tuple[Array, Array, dict]:
     """Attention ``dropout(softmax(scale * q k^T + mask)) v``.
 
     Inputs:
@@ -168,7 +171,7 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, is_causal: bool = F
     return out, weights, cache
 
 
-def scaled_dot_product_attention_backward(dout, cache):
+def scaled_dot_product_attention_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
     """Gradients of attention with respect to q, k and v.
 
     Inputs:

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, seeded_generator
+from ..backend import Array, get_array_module, seeded_generator
 from ..checks import check_float, check_probability
 
 
-def dropout_forward(x, p: float = 0.5, training: bool = True, rng=None):
+def dropout_forward(x: Array, p: float = 0.5, training: bool = True,
+                    rng: int | np.random.Generator | None = None) -> tuple[Array, dict]:
     """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)``.
 
     Inputs:
@@ -56,7 +57,7 @@ def dropout_forward(x, p: float = 0.5, training: bool = True, rng=None):
     return out, {"mask": mask}
 
 
-def dropout_backward(dout, cache):
+def dropout_backward(dout: Array, cache: dict) -> Array:
     """Gradient of dropout: the upstream gradient through the same scaled mask.
 
     Inputs:

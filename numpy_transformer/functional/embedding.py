@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, is_cupy_array
+from ..backend import Array, get_array_module, is_cupy_array
 from ..checks import check_float, check_integer, check_ndim
 
 
-def _scatter_add(target, index, values):
+def _scatter_add(target: Array, index: Array, values: Array) -> None:
     """``target[index[n]] += values[n]`` for every n, repeated indices adding up (unbuffered)."""
     if is_cupy_array(target):
         import cupyx  # cupyx.scatter_add exists in every CuPy release; cupy.add.at only in recent ones
@@ -44,7 +44,7 @@ def _scatter_add(target, index, values):
         get_array_module(target).add.at(target, index, values)
 
 
-def embedding_forward(ids, weight, padding_idx=None):
+def embedding_forward(ids: Array, weight: Array, padding_idx: int | None = None) -> tuple[Array, dict]:
     """Gather ``weight[ids]``.
 
     Inputs:
@@ -81,7 +81,7 @@ def embedding_forward(ids, weight, padding_idx=None):
     return out, cache
 
 
-def embedding_backward(dout, cache):
+def embedding_backward(dout: Array, cache: dict) -> Array:
     """Gradient of the table: scatter-add each position's gradient into the row of its id.
 
     Inputs:

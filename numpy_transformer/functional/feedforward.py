@@ -25,13 +25,17 @@ Shapes: x (..., D), w1 (F, D), b1 (F,), w2 (D, F), b2 (D,), hidden arrays (..., 
 """
 from __future__ import annotations
 
+import numpy as np
+
+from ..backend import Array
 from ..checks import check_choice
 from .activations import ACTIVATIONS, activation_backward, activation_forward
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
 
 
-def feedforward_forward(x, w1, b1, w2, b2, activation: str = "relu", dropout_p: float = 0.0, rng=None):
+def feedforward_forward(x: Array, w1: Array, b1: Array | None, w2: Array, b2: Array | None, activation: str = "relu",
+                        dropout_p: float = 0.0, rng: int | np.random.Generator | None = None) -> tuple[Array, dict]:
     """Apply ``act(x @ w1.T + b1)``, dropout, then ``@ w2.T + b2``.
 
     Inputs:
@@ -60,7 +64,7 @@ def feedforward_forward(x, w1, b1, w2, b2, activation: str = "relu", dropout_p: 
     return out, cache
 
 
-def feedforward_backward(dout, cache):
+def feedforward_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array | None, Array, Array | None]:
     """Gradients of the feed-forward block: the forward pass read upwards.
 
     Inputs:

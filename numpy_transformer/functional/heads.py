@@ -24,10 +24,11 @@ where that happens.
 """
 from __future__ import annotations
 
+from ..backend import Array
 from ..checks import check_array, check_ndim, check_positive_int
 
 
-def split_heads_forward(x, num_heads: int):
+def split_heads_forward(x: Array, num_heads: int) -> tuple[Array, dict]:
     """Split the feature axis into heads and move the head axis before the positions.
 
     Inputs:
@@ -51,7 +52,7 @@ def split_heads_forward(x, num_heads: int):
     return out, {"num_heads": num_heads}
 
 
-def split_heads_backward(dout, cache):
+def split_heads_backward(dout: Array, cache: dict) -> Array:
     """Gradient of :func:`split_heads_forward`: merge the heads of ``dout`` back.
 
     Inputs:
@@ -66,7 +67,7 @@ def split_heads_backward(dout, cache):
     return dx
 
 
-def merge_heads_forward(x):
+def merge_heads_forward(x: Array) -> tuple[Array, dict]:
     """Move the head axis back after the positions and join the heads into one feature axis.
 
     Inputs:
@@ -88,7 +89,7 @@ def merge_heads_forward(x):
     return out, {"num_heads": H}
 
 
-def merge_heads_backward(dout, cache):
+def merge_heads_backward(dout: Array, cache: dict) -> Array:
     """Gradient of :func:`merge_heads_forward`: split ``dout`` into heads again.
 
     Inputs:

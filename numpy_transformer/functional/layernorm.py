@@ -38,11 +38,11 @@ Shapes: x (..., D), gamma and beta (D,); any number of leading axes (e.g. (B, T,
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float, check_same_dtype, check_shape
 
 
-def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
+def layernorm_forward(x: Array, gamma: Array, beta: Array, eps: float = 1e-5) -> tuple[Array, dict]:
     """Normalize the last axis of ``x``, then scale by ``gamma`` and shift by ``beta``.
 
     Inputs:
@@ -80,7 +80,7 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
     return out, cache
 
 
-def layernorm_backward(dout, cache):
+def layernorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
     """Gradients of layer norm.
 
     Inputs:

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float, check_ndim, check_same_dtype, check_shape
 
 
-def linear_forward(x, weight, bias=None):
+def linear_forward(x: Array, weight: Array, bias: Array | None = None) -> tuple[Array, dict]:
     """Apply ``out = x @ weight.T + bias`` over the last axis of ``x``.
 
     Inputs:
@@ -72,7 +72,8 @@ def linear_forward(x, weight, bias=None):
     return out, cache
 
 
-def linear_backward(dout, cache, need_input_grad: bool = True, need_weight_grad: bool = True):
+def linear_backward(dout: Array, cache: dict, need_input_grad: bool = True,
+                    need_weight_grad: bool = True) -> tuple[Array | None, Array | None, Array | None]:
     """Gradients of the affine map.
 
     Inputs:

@@ -48,11 +48,12 @@ import numbers
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float, check_integer
 
 
-def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoothing: float = 0.0):
+def cross_entropy_forward(logits: Array, targets: Array, ignore_index: int = -100,
+                          label_smoothing: float = 0.0) -> tuple[Array, dict]:
     """Mean cross-entropy between ``softmax(logits)`` and the (smoothed) targets over non-ignored positions.
 
     The same as ``torch.nn.functional.cross_entropy(logits.reshape(-1, V), targets.reshape(-1),
@@ -129,7 +130,7 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoot
     return loss, cache
 
 
-def cross_entropy_backward(dloss, cache):
+def cross_entropy_backward(dloss: Array | float, cache: dict) -> Array:
     """Gradient of :func:`cross_entropy_forward` with respect to the logits.
 
     Inputs:

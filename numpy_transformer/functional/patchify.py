@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numbers
 
+from ..backend import Array
 from ..checks import check_float, check_ndim, check_positive_int
 
 
@@ -44,7 +45,7 @@ def _check_patch_size(patch_size, height: int, width: int) -> None:
         )
 
 
-def _images_to_patches(images, patch_size: int):
+def _images_to_patches(images: Array, patch_size: int) -> Array:
     """(B, C, H, W) -> (B, N, C*P*P); the forward of patchify and the backward of unpatchify."""
     batch, channels, height, width = images.shape
     rows, cols = height // patch_size, width // patch_size
@@ -53,7 +54,7 @@ def _images_to_patches(images, patch_size: int):
     return out.reshape(batch, rows * cols, channels * patch_size * patch_size)  # -> (B, N, C*P*P)
 
 
-def _patches_to_images(patches, image_shape, patch_size: int):
+def _patches_to_images(patches: Array, image_shape: tuple[int, int, int], patch_size: int) -> Array:
     """(B, N, C*P*P) -> (B, C, H, W); the forward of unpatchify and the backward of patchify."""
     batch = patches.shape[0]
     channels, height, width = image_shape
@@ -63,7 +64,7 @@ def _patches_to_images(patches, image_shape, patch_size: int):
     return out.reshape(batch, channels, height, width)                   # -> (B, C, H, W)
 
 
-def patchify_forward(images, patch_size: int):
+def patchify_forward(images: Array, patch_size: int) -> tuple[Array, dict]:
     """Cut each image into non-overlapping ``patch_size`` x ``patch_size`` patches, one vector per patch.
 
     Inputs:
@@ -85,7 +86,7 @@ def patchify_forward(images, patch_size: int):
     return patches, cache
 
 
-def patchify_backward(dpatches, cache):
+def patchify_backward(dpatches: Array, cache: dict) -> Array:
     """Gradient of :func:`patchify_forward`: put each patch gradient back where its pixels came from.
 
     Inputs:
@@ -100,7 +101,7 @@ def patchify_backward(dpatches, cache):
     return _patches_to_images(dpatches, cache["image_shape"], cache["patch_size"])  # -> (B, C, H, W)
 
 
-def unpatchify_forward(patches, image_shape, patch_size: int):
+def unpatchify_forward(patches: Array, image_shape: tuple[int, int, int], patch_size: int) -> tuple[Array, dict]:
     """Glue patch vectors back into images: the inverse of :func:`patchify_forward`.
 
     Inputs:
@@ -133,7 +134,7 @@ def unpatchify_forward(patches, image_shape, patch_size: int):
     return images, cache
 
 
-def unpatchify_backward(dimages, cache):
+def unpatchify_backward(dimages: Array, cache: dict) -> Array:
     """Gradient of :func:`unpatchify_forward`: cut the image gradient into patches again.
 
     Inputs:

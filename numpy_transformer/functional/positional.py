@@ -27,13 +27,15 @@ Shapes: table (max_len, D), x (..., T, D) (usually (B, T, D)), out (..., T, D).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float, check_ndim, check_positive_int, check_same_dtype
 
 
-def sinusoidal_table(max_len: int, d_model: int, dtype=np.float32, xp=np):
+def sinusoidal_table(max_len: int, d_model: int, dtype: Any = np.float32, xp: Any = np) -> Array:
     """The table of sinusoidal position vectors.
 
     Inputs:
@@ -57,7 +59,7 @@ def sinusoidal_table(max_len: int, d_model: int, dtype=np.float32, xp=np):
     return table.astype(dtype, copy=False)
 
 
-def positional_encoding_forward(x, table, offset: int = 0):
+def positional_encoding_forward(x: Array, table: Array, offset: int = 0) -> tuple[Array, dict]:
     """Add the position vectors ``table[offset : offset + T]`` to the sequence ``x``.
 
     Inputs:
@@ -93,7 +95,7 @@ def positional_encoding_forward(x, table, offset: int = 0):
     return out, {}
 
 
-def positional_encoding_backward(dout, cache):
+def positional_encoding_backward(dout: Array, cache: dict) -> Array:
     """Gradient of the input: the same array as ``dout``, since the table is a constant.
 
     Inputs:

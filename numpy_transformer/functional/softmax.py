@@ -37,11 +37,11 @@ Shapes: x (..., N, ...) with the softmax taken along ``axis``; y has the shape o
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float
 
 
-def _check_axis(x, axis) -> int:
+def _check_axis(x: Array, axis: int) -> int:
     """``axis`` must be an int that indexes an axis of ``x``; returns it as a non-negative int."""
     if isinstance(axis, bool) or not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
         raise ValueError(
@@ -50,7 +50,7 @@ def _check_axis(x, axis) -> int:
     return axis % x.ndim
 
 
-def _shifted_exp(x, axis: int):
+def _shifted_exp(x: Array, axis: int) -> tuple[Array, Array]:
     """``x - max`` and ``exp(x - max)`` along ``axis``; an all ``-inf`` row is shifted by 0, not by ``-inf``."""
     xp = get_array_module(x)
     row_max = x.max(axis=axis, keepdims=True)                   # (..., 1, ...)
@@ -59,7 +59,7 @@ def _shifted_exp(x, axis: int):
     return shifted, xp.exp(shifted)
 
 
-def softmax_forward(x, axis: int = -1, out=None):
+def softmax_forward(x: Array, axis: int = -1, out: Array | None = None) -> tuple[Array, dict]:
     """Softmax of ``x`` along ``axis``.
 
     Inputs:
@@ -87,7 +87,7 @@ def softmax_forward(x, axis: int = -1, out=None):
     return y, {"y": y, "axis": axis}
 
 
-def softmax_backward(dout, cache):
+def softmax_backward(dout: Array, cache: dict) -> Array:
     """Gradient of softmax.
 
     Inputs:
@@ -108,7 +108,7 @@ def softmax_backward(dout, cache):
     return dx
 
 
-def log_softmax_forward(x, axis: int = -1):
+def log_softmax_forward(x: Array, axis: int = -1) -> tuple[Array, dict]:
     """Log-softmax of ``x`` along ``axis``: ``x - logsumexp(x)``.
 
     Inputs:
@@ -134,7 +134,7 @@ def log_softmax_forward(x, axis: int = -1):
     return y, {"probs": probs, "axis": axis, "empty": empty}
 
 
-def log_softmax_backward(dout, cache):
+def log_softmax_backward(dout: Array, cache: dict) -> Array:
     """Gradient of log-softmax.
 
     Inputs:
