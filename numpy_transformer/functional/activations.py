@@ -93,8 +93,10 @@ def relu_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    # EXERCISE: pass dout through where the input was positive (the cache holds that mask).
     # forward: out = max(x, 0)
     return dout * cache["positive"]
+    # END EXERCISE
 
 
 def gelu_forward(x: Array, approximate: str = "none") -> tuple[Array, dict]:
@@ -133,6 +135,7 @@ def gelu_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    # EXERCISE: the derivative of the formula the forward chose, from the cached x and cdf (exact) or tanh.
     x = cache["x"]
     xp = get_array_module(dout, x)
     if cache["approximate"] == "none":
@@ -151,6 +154,7 @@ def gelu_backward(dout: Array, cache: dict) -> Array:
     du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _TANH_CUBIC * (x * x))
     local = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx
     return dout * local
+    # END EXERCISE
 
 
 def activation_forward(x: Array, name: str) -> tuple[Array, dict]:
@@ -182,6 +186,8 @@ def activation_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    # EXERCISE: call the backward pass of the activation the forward chose, with its own cache.
     if cache["name"] == "relu":
         return relu_backward(dout, cache["inner"])
     return gelu_backward(dout, cache["inner"])
+    # END EXERCISE

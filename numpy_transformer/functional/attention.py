@@ -181,6 +181,7 @@ def scaled_dot_product_attention_backward(dout: Array, cache: dict) -> tuple[Arr
     Returns:
         dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
     """
+    # EXERCISE: undo out = dropped @ v, the dropout, the softmax and the scores, giving dq, dk, dv.
     q_scaled, k, v, scale = cache["q_scaled"], cache["k"], cache["v"], cache["scale"]
     dropped, keep_scale = cache["dropped"], cache["keep_scale"]
     xp = get_array_module(dout, q_scaled)
@@ -206,3 +207,4 @@ def scaled_dot_product_attention_backward(dout: Array, cache: dict) -> tuple[Arr
     dq *= scale                                                 # d(scale * q) / dq = scale
     dk = xp.swapaxes(dscores, -1, -2) @ q_scaled                # (..., S, T) @ (..., T, Dh) -> (..., S, Dh)
     return dq, dk, dv
+    # END EXERCISE

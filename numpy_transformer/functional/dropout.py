@@ -67,9 +67,11 @@ def dropout_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    # EXERCISE: send dout through the same scaled mask (None: dropout was the identity).
     mask = cache["mask"]
     if mask is None:
         # forward: out = x (evaluation, or p = 0)
         return dout
     # forward: out = x * mask
     return dout * mask
+    # END EXERCISE

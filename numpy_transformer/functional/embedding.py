@@ -91,6 +91,7 @@ def embedding_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dweight: (V, D); the row ``padding_idx`` is zero
     """
+    # EXERCISE: dweight (V, D): each position's gradient added into the row of its id; repeated ids add up.
     ids = cache["ids"]
     xp = get_array_module(dout, ids)
     width = dout.shape[-1]
@@ -100,3 +101,4 @@ def embedding_backward(dout: Array, cache: dict) -> Array:
     if cache["padding_idx"] is not None:
         dweight[cache["padding_idx"]] = 0                       # the padding row is constant
     return dweight
+    # END EXERCISE

@@ -74,6 +74,7 @@ def feedforward_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array 
     Returns:
         dx: (..., D), dw1: (F, D), db1: (F,) or None, dw2: (D, F), db2: (D,) or None
     """
+    # EXERCISE: the four ops' backward passes, called in the reverse order of the forward.
     # forward: out = linear(dropped, w2, b2)
     ddropped, dw2, db2 = linear_backward(dout, cache["linear2"])  # (..., D) -> (..., F)
     # forward: dropped = dropout(activated)
@@ -83,3 +84,4 @@ def feedforward_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array 
     # forward: hidden = linear(x, w1, b1)
     dx, dw1, db1 = linear_backward(dhidden, cache["linear1"])    # (..., F) -> (..., D)
     return dx, dw1, db1, dw2, db2
+    # END EXERCISE

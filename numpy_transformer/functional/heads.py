@@ -62,9 +62,11 @@ def split_heads_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: (B, T, D) with D = H * Dh
     """
+    # EXERCISE: split only moved numbers around: undo the permutation.
     # forward: out = x.reshape(B, T, H, Dh).transpose(0, 2, 1, 3), a permutation: undo it
     dx, _ = merge_heads_forward(dout)                           # (B, H, T, Dh) -> (B, T, H * Dh)
     return dx
+    # END EXERCISE
 
 
 def merge_heads_forward(x: Array) -> tuple[Array, dict]:
@@ -99,6 +101,8 @@ def merge_heads_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: (B, H, T, Dh); a view of dout when dout is contiguous (no copy)
     """
+    # EXERCISE: merge only moved numbers around: undo the permutation.
     # forward: out = x.transpose(0, 2, 1, 3).reshape(B, T, H * Dh), a permutation: undo it
     dx, _ = split_heads_forward(dout, cache["num_heads"])       # (B, T, D) -> (B, H, T, Dh)
     return dx
+    # END EXERCISE

@@ -87,6 +87,7 @@ def linear_backward(dout: Array, cache: dict, need_input_grad: bool = True,
         dweight: (Dout, Din) or None when ``need_weight_grad`` is False
         dbias: (Dout,) or None when ``need_weight_grad`` is False or the layer has no bias
     """
+    # EXERCISE: from dout and the cached x2d and weight, compute dx, dweight and dbias (each only when asked for).
     x2d, weight = cache["x2d"], cache["weight"]
     xp = get_array_module(dout, weight)
     out_features, in_features = weight.shape
@@ -103,3 +104,4 @@ def linear_backward(dout: Array, cache: dict, need_input_grad: bool = True,
         # forward: x2d = x.reshape(M, Din)
         dx = dx2d.reshape(cache["lead_shape"] + (in_features,))  # (M, Din) -> (..., Din)
     return dx, dweight, dbias
+    # END EXERCISE

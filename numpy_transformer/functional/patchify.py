@@ -96,9 +96,11 @@ def patchify_backward(dpatches: Array, cache: dict) -> Array:
     Returns:
         dimages: (B, C, H, W)
     """
+    # EXERCISE: patchify only moved pixels around: put each patch gradient back where its pixels came from.
     # forward: patches = images -> (B, C, H/P, P, W/P, P) -> (B, H/P, W/P, C, P, P) -> (B, N, C*P*P);
     # a permutation of the pixels, so its gradient is the inverse permutation
     return _patches_to_images(dpatches, cache["image_shape"], cache["patch_size"])  # -> (B, C, H, W)
+    # END EXERCISE
 
 
 def unpatchify_forward(patches: Array, image_shape: tuple[int, int, int], patch_size: int) -> tuple[Array, dict]:
@@ -144,6 +146,8 @@ def unpatchify_backward(dimages: Array, cache: dict) -> Array:
     Returns:
         dpatches: (B, N, C*P*P)
     """
+    # EXERCISE: unpatchify only moved pixels around: cut the image gradient into patches again.
     # forward: images = patches -> (B, H/P, W/P, C, P, P) -> (B, C, H/P, P, W/P, P) -> (B, C, H, W);
     # the inverse permutation is patchify
     return _images_to_patches(dimages, cache["patch_size"])             # (B, C, H, W) -> (B, N, C*P*P)
+    # END EXERCISE

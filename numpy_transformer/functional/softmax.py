@@ -97,6 +97,7 @@ def softmax_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: the shape of x
     """
+    # EXERCISE: dx from dout and the cached y along axis, in O(N) per slice: build no Jacobian.
     y, axis = cache["y"], cache["axis"]
     xp = get_array_module(dout, y)
     # forward: y = exp(x - m) / sum(exp(x - m)); dx = y * (g - sum(g * y)), no Jacobian.
@@ -106,6 +107,7 @@ def softmax_backward(dout: Array, cache: dict) -> Array:
     xp.subtract(dout, weighted_sum, out=dx)                     # g - sum(g * y)
     dx *= y                                                     # (..., N, ...)
     return dx
+    # END EXERCISE
 
 
 def log_softmax_forward(x: Array, axis: int = -1) -> tuple[Array, dict]:
@@ -144,6 +146,7 @@ def log_softmax_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: the shape of x
     """
+    # EXERCISE: dx from dout and the cached probs along axis; a slice marked empty gets a zero gradient.
     probs, axis = cache["probs"], cache["axis"]
     # forward: y = x - m - log(sum(exp(x - m))); dx = g - softmax(x) * sum(g)
     dout_sum = dout.sum(axis=axis, keepdims=True)               # (..., N, ...) -> (..., 1, ...)
@@ -151,3 +154,4 @@ def log_softmax_backward(dout: Array, cache: dict) -> Array:
     # forward: an all -inf row stayed -inf whatever x did there, so its gradient is zero
     dx *= ~cache["empty"]                                       # (..., N, ...)
     return dx
+    # END EXERCISE
