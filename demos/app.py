@@ -99,7 +99,8 @@ def train_translator(folder: str, quick: bool, steps: int | None = None) -> None
     command = [sys.executable, os.path.join(HERE, "translate.py"), "--out", folder] + (["--quick"] if quick else [])
     command += ["--steps", str(steps)] if steps else []
     print(f"\n>>> Training the translator once: {' '.join(command[1:])}", flush=True)
-    if subprocess.run(command).returncode != 0:
+    # unbuffered: its progress lines show as they come, even when this app's output goes to a file
+    if subprocess.run(command, env=dict(os.environ, PYTHONUNBUFFERED="1")).returncode != 0:
         sys.exit("The translator's training failed (see above).")
 
 

@@ -21,7 +21,7 @@ pages let you look at them (after BertViz's head and model views):
   cross-attention (each target position on the left, the source tokens on the right); see
   :func:`encoder_decoder_view`.
 - :func:`head_view_html` and :func:`model_view_html` build the page straight from a model, a tokenizer and a
-  text, for the BERT models, the classifier and the translator (:func:`model_attention` collects the weights).
+  text, for the BERT models, the classifier, GPT and the translator (:func:`model_attention` collects them).
 
 Layers and heads are numbered from 0, as the models index them (``attention_weights(layer=0)``).
 
@@ -36,8 +36,9 @@ Size. Each weight is stored as one byte, the nearest of 256 levels, $q = \mathrm
 draws $q / 255$, which is within $1/510 \approx 0.002$ of the model's weight. Base64 makes that
 $\frac{4}{3} L H T S$ bytes plus about 20 kB of page: a 6-layer, 12-head view of 128 tokens is about 1.6 MB.
 The lines of the head view are drawn on a ``<canvas>`` rather than as SVG elements, because 128 tokens x 12
-heads are up to 196,608 lines per layer, far beyond what a page of SVG elements redraws on every hover;
-lines of equal opacity are stroked as one path.
+heads are up to 196,608 lines per layer, far beyond what a page of SVG elements redraws on every hover. Lines
+of equal opacity are stroked together, 64 to a path, one device pixel wide (the width a browser draws fastest;
+a token in focus gets wider lines); with no token in focus, weights below 0.01, invisible anyway, are left out.
 """
 from __future__ import annotations
 

@@ -189,6 +189,9 @@ def test_the_app_in_a_browser(chromium, app_server, app_module, app_models, scre
     assert view.locator(".nt-keys .nt-token").all_text_contents() == sentence.split()
     assert lines(view) > 0
     before_hover = pixels(view)
+    last = view.locator(".nt-layer-select option").count() - 1
+    view.locator(".nt-layer-select").select_option(str(last))       # the last decoder layer's cross-attention
+    assert view.locator("canvas.nt-canvas").get_attribute("data-layer") == str(last)
     produced = greedy.split()
     target = produced.index("rouge") if "rouge" in produced else 0   # the adjective that moves, when there
     view.locator(".nt-queries .nt-token").nth(target).hover()
@@ -205,7 +208,8 @@ def test_the_app_in_a_browser(chromium, app_server, app_module, app_models, scre
     assert label == max(probabilities, key=probabilities.get)
     assert page.locator("#sentiment-heatmap img").count() == 1
     before = pixels(view)
-    view.locator(".nt-queries .nt-token").nth(1).hover()
+    words = view.locator(".nt-queries .nt-token").all_text_contents()
+    view.locator(".nt-queries .nt-token").nth(words.index("superb") if "superb" in words else 1).hover()
     assert pixels(view) != before and lines(view) > 0
     page.locator("#sentiment-view iframe").screenshot(path=str(screenshots / "head_view.png"))
 
