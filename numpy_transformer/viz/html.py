@@ -298,7 +298,7 @@ class AttentionView:
     def _iframe_height(self) -> int:
         if self.view == "model":
             rows = max(s.num_layers for s in self.sets)
-            return int(min(900, 260 + 95 * rows))
+            return int(min(900, 240 + 75 * rows))   # the enlarged square scrolls into view below
         tokens = max(max(len(s.query_tokens), len(s.key_tokens)) for s in self.sets)
         return int(min(720, 200 + 20 * tokens))
 
