@@ -121,10 +121,13 @@ class SiLU(Module):
         self._cache = None
 
     def forward(self, x):
+        """x (any shape) -> the same shape."""
         out, self._cache = silu_forward(x)
         return out
 
     def backward(self, dout):
+        """dout -> dx, the shape of x."""
+        # forward: out = silu(x)
         return silu_backward(dout, self._cached())
 
 
