@@ -5,43 +5,43 @@ keys and values of every earlier token are kept (the key/value cache), and readi
 arithmetic, is what bounds the speed. Grouped-query attention (Ainslie et al. 2023; Llama 2 70B, Llama 3,
 Mistral, Qwen) keeps only $H_{kv}$ key/value heads and lets each serve a GROUP of $G = H / H_{kv}$
 consecutive query heads: query head $h$ reads key/value head $\lfloor h / G \rfloor$, as Hugging Face's
-`repeat_kv` lays them out. The cache shrinks by the factor $G$. Multi-query attention (Shazeer 2019) is the
+``repeat_kv`` lays them out. The cache shrinks by the factor $G$. Multi-query attention (Shazeer 2019) is the
 case $H_{kv} = 1$ (all query heads share one key and one value head); $H_{kv} = H$, $G = 1$, is plain
 multi-head attention. For query head $h$ of group $j = \lfloor h/G \rfloor$:
 
 $$
-O_h = \mathrm{softmax}\Big(s\, Q_h K_j^\top + M\Big) V_j, \qquad s = 1/\sqrt{D_h}
+A_h = s\, Q_h K_j^\top + M, \qquad O_h = \mathrm{softmax}(A_h)\, V_j, \qquad s = 1/\sqrt{D_h}
 $$
 
 **One attention, not a second implementation.** The $G$ query heads of a group all meet the same keys, so
 they are read as $G \cdot T$ query rows of ONE head: $Q$ (B, H, T, Dh) is reshaped to (B, Hkv, G*T, Dh) (row
-$g T + t$ is head $jG + g$ at position $t$), and the scaled dot-product attention pair of `attention.py`
+$g T + t$ is head $jG + g$ at position $t$), and the scaled dot-product attention pair of ``attention.py``
 runs unchanged on (B, Hkv) heads with $G \cdot T$ queries each. The mask is laid out the same way
 (:func:`_fold_mask`), and the output and weights are reshaped back to (B, H, T, ...). Nothing copies the
-keys and values $G$ times (Hugging Face's `repeat_kv` does), and the matrix products are larger.
+keys and values $G$ times (Hugging Face's ``repeat_kv`` does), and the matrix products are larger.
 
 **Backward: a shared head sums its group's gradients.** If the keys WERE copied ($K_h = K_j$ for every
-$h$ of group $j$), each copy would receive the gradient $dK_h = s\, dS_h^\top Q_h$ of its own head, and
+$h$ of group $j$), each copy would receive the gradient $dK_h = s\, dA_h^\top Q_h$ of its own head, and
 the shared $K_j$, used $G$ times, would receive their sum:
 
 $$
-\frac{\partial L}{\partial K_j} = \sum_{h \in j} s\, dS_h^\top Q_h
-= s \begin{bmatrix} dS_{jG} \\ \vdots \\ dS_{jG+G-1} \end{bmatrix}^\top
+\frac{\partial L}{\partial K_j} = \sum_{h \in j} s\, dA_h^\top Q_h
+= s \begin{bmatrix} dA_{jG} \\ \vdots \\ dA_{jG+G-1} \end{bmatrix}^\top
 \begin{bmatrix} Q_{jG} \\ \vdots \\ Q_{jG+G-1} \end{bmatrix},
 \qquad
 \frac{\partial L}{\partial V_j} = \sum_{h \in j} P_h^\top dO_h
 $$
 
 and the right-hand side is exactly the product that the attention backward computes on the stacked rows: the
-sum over the group is the inner dimension of one `matmul`, over all $G \cdot T$ rows. No loop over heads or
+sum over the group is the inner dimension of one ``matmul``, over all $G \cdot T$ rows. No loop over heads or
 groups, and no separate sum. The query gradients are per head, as in multi-head attention, and are reshaped
 back to (B, H, T, Dh). The cache is the attention pair's cache and the shape (B, H, T). The derivation is in
-`docs/derivations/gqa.md`.
+``docs/derivations/gqa.md``.
 
 **Causal masking, aligned to the end.** With ``is_causal=True`` the $T$ queries are the LAST $T$ of the
 $S$ key positions (query $t$ sits at position $S - T + t$) and may not attend to any later key. With
 $T = S$ this is the usual causal mask; with $T < S$ it is what decoding with a cache of $S - T$ earlier keys
-needs. (`torch.nn.functional.scaled_dot_product_attention`'s `is_causal` aligns to the start instead; the
+needs. (``torch.nn.functional.scaled_dot_product_attention``'s ``is_causal`` aligns to the start instead; the
 two agree when $T = S$.)
 
 Shapes: q (B, H, T, Dh); k (B, Hkv, S, Dh); v (B, Hkv, S, Dv); mask broadcastable to (B, H, T, S);
@@ -50,15 +50,16 @@ out (B, H, T, Dv); weights (B, H, T, S).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_array, check_broadcastable, check_float, check_ndim, check_same_dtype
 from .attention import scaled_dot_product_attention_backward, scaled_dot_product_attention_forward
 
 
-def _check_gqa(q, k, v, mask, is_causal) -> None:
+def _check_gqa(q: Array, k: Array, v: Array, mask: Array | None, is_causal: bool) -> None:
     for name, x, meaning in (("q", q, "(B, H, T, Dh)"), ("k", k, "(B, Hkv, S, Dh)"), ("v", v, "(B, Hkv, S, Dv)")):
         check_float(name, x)
         check_ndim(name, x, 4, meaning)
@@ -83,7 +84,7 @@ def _check_gqa(q, k, v, mask, is_causal) -> None:
         raise TypeError(f"is_causal: got {type(is_causal).__name__}; expected a bool")
 
 
-def end_aligned_causal_mask(T: int, S: int, xp=np):
+def end_aligned_causal_mask(T: int, S: int, xp: Any = np) -> Array:
     """The causal mask of T queries that are the last T of S positions: True where key j > S - T + query t.
 
     Inputs:
@@ -96,7 +97,7 @@ def end_aligned_causal_mask(T: int, S: int, xp=np):
     return xp.triu(xp.ones((T, S), dtype=bool), k=1 + S - T)   # (T, S)
 
 
-def _fold_mask(mask, num_kv_heads: int, group: int, T: int, xp):
+def _fold_mask(mask: Array, num_kv_heads: int, group: int, T: int, xp: Any) -> Array:
     """Lay a mask broadcastable to (B, H, T, S) out like the folded queries: broadcastable to (B, Hkv, G*T, S).
 
     A mask that is the same for every head and query, (b, 1, 1, s), needs nothing. Otherwise the head axis
@@ -113,8 +114,9 @@ def _fold_mask(mask, num_kv_heads: int, group: int, T: int, xp):
     return full.reshape(b, kv_axis, group * T, s)                # -> (b, 1 or Hkv, G*T, s)
 
 
-def grouped_query_attention_forward(q, k, v, mask=None, is_causal: bool = False, dropout_p: float = 0.0,
-                                    rng=None, scale=None):
+def grouped_query_attention_forward(q: Array, k: Array, v: Array, mask: Array | None = None,
+                                    is_causal: bool = False, dropout_p: float = 0.0, rng: Any = None,
+                                    scale: float | None = None) -> tuple[Array, Array, dict]:
     """Attention of H query heads over Hkv shared key/value heads (query head h reads head h // (H / Hkv)).
 
     Inputs:
@@ -162,7 +164,7 @@ def grouped_query_attention_forward(q, k, v, mask=None, is_causal: bool = False,
     return out, weights, {"attention": attention_cache, "shape": (B, H, T)}
 
 
-def grouped_query_attention_backward(dout, cache):
+def grouped_query_attention_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
     """Gradients of grouped-query attention with respect to q, k and v.
 
     Inputs:
@@ -173,13 +175,15 @@ def grouped_query_attention_backward(dout, cache):
         dq: (B, H, T, Dh); dk: (B, Hkv, S, Dh) and dv: (B, Hkv, S, Dv), each summed over the group of query
         heads that shares the key/value head
     """
+    # EXERCISE: reuse the attention backward on the stacked rows; where does the sum over each group happen?
     B, H, T = cache["shape"]
     num_kv_heads = cache["attention"]["k"].shape[1]
     # forward: out = out_rows.reshape(B, H, T, Dv)
     dout_rows = dout.reshape(B, num_kv_heads, (H // num_kv_heads) * T, dout.shape[-1])  # -> (B, Hkv, G*T, Dv)
-    # forward: out_rows = attention(q_rows, k, v). Its dk = s dS^T q_rows and dv = P^T dout_rows contract
+    # forward: out_rows = attention(q_rows, k, v). Its dk = s dA^T q_rows and dv = P^T dout_rows contract
     # over all G*T rows: the sum of the shared head's gradients over its group is this product's inner axis.
     dq_rows, dk, dv = scaled_dot_product_attention_backward(dout_rows, cache["attention"])
     # forward: q_rows = q.reshape(B, Hkv, G*T, Dh)
     dq = dq_rows.reshape(B, H, T, dq_rows.shape[-1])             # (B, Hkv, G*T, Dh) -> (B, H, T, Dh)
     return dq, dk, dv
+    # END EXERCISE

@@ -2,8 +2,8 @@ r"""Root-mean-square normalization (RMSNorm) over the last axis, and its backwar
 
 RMSNorm (Zhang and Sennrich, 2019) is layer norm without the mean: each row $x$ of width $D$ (one token's
 features) is divided by its root mean square and scaled by a learned per-feature weight $w$. There is no mean
-subtraction and no bias. Llama, Mistral, Qwen and T5 use it; it is `torch.nn.RMSNorm` and Hugging Face's
-`LlamaRMSNorm`.
+subtraction and no bias. Llama, Mistral, Qwen and T5 use it; it is ``torch.nn.RMSNorm`` and Hugging Face's
+``LlamaRMSNorm``.
 
 Forward, for one row:
 
@@ -15,8 +15,8 @@ The output keeps the direction of $x$ and has root mean square (almost) 1 before
 was found to matter little, and dropping it saves a pass over the row.
 
 The default $\epsilon$ (``eps=None``) is PyTorch's: the machine epsilon of the dtype the arithmetic runs in,
-`torch.finfo(x.dtype).eps`, except that PyTorch computes half precision in float32, so a float16 row gets
-float32's epsilon. Hugging Face's Llama passes its own (`rms_norm_eps`, 1e-6 or 1e-5).
+``torch.finfo(x.dtype).eps``, except that PyTorch computes half precision in float32, so a float16 row gets
+float32's epsilon. Hugging Face's Llama passes its own (``rms_norm_eps``, 1e-6 or 1e-5).
 
 **Backward.** With $g = \partial L / \partial y$:
 
@@ -32,7 +32,7 @@ $$
 
 where the bar is the mean over the row. This is layer norm's formula without the term $-\overline{\hat g}$ that
 came from the mean: the gradient removes only the part that would rescale the row, which the normalization
-divides out. The cache holds $\hat x$, $r$ and $w$. Derived step by step in `docs/derivations/rmsnorm.md`.
+divides out. The cache holds $\hat x$, $r$ and $w$. Derived step by step in ``docs/derivations/rmsnorm.md``.
 
 Shapes: x (..., D), weight (D,) or None; out (..., D).
 """
@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float, check_same_dtype, check_shape
 
 
@@ -49,7 +49,7 @@ def default_eps(dtype) -> float:
     return float(np.finfo(np.promote_types(dtype, np.float32)).eps)
 
 
-def _check_rmsnorm(x, weight, eps) -> None:
+def _check_rmsnorm(x: Array, weight: Array | None, eps: float | None) -> None:
     check_float("x", x)
     if x.ndim < 1:
         raise ValueError("x: got a 0-D array; expected shape (..., D)")
@@ -62,7 +62,7 @@ def _check_rmsnorm(x, weight, eps) -> None:
         raise ValueError(f"eps: got {eps!r}; expected None (the dtype's machine epsilon) or a number >= 0")
 
 
-def rmsnorm_forward(x, weight=None, eps=None):
+def rmsnorm_forward(x: Array, weight: Array | None = None, eps: float | None = None) -> tuple[Array, dict]:
     """Divide each row of ``x`` by its root mean square, then scale by ``weight``.
 
     Inputs:
@@ -88,7 +88,7 @@ def rmsnorm_forward(x, weight=None, eps=None):
     return out, {"xhat": xhat, "rrms": rrms, "weight": weight}
 
 
-def rmsnorm_backward(dout, cache):
+def rmsnorm_backward(dout: Array, cache: dict) -> tuple[Array, Array | None]:
     """Gradients of RMSNorm.
 
     Inputs:
@@ -99,6 +99,7 @@ def rmsnorm_backward(dout, cache):
         dx: (..., D)
         dweight: (D,), or None when the forward had no weight
     """
+    # EXERCISE: dx and dweight from the cached xhat, rrms and weight; layer norm's formula without the mean.
     xhat, rrms, weight = cache["xhat"], cache["rrms"], cache["weight"]
     xp = get_array_module(dout, xhat)
     reduce_axes = tuple(range(dout.ndim - 1))  # every axis but the feature axis
@@ -114,3 +115,4 @@ def rmsnorm_backward(dout, cache):
     xp.subtract(dxhat, dx, out=dx)                                      # dxhat - xhat * mean(dxhat * xhat)
     dx *= rrms                                                          # (..., D)
     return dx, dweight
+    # END EXERCISE

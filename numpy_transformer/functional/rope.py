@@ -1,6 +1,6 @@
 r"""Rotary position embedding (RoPE): position as a rotation of each query and key, and its backward pass.
 
-The 2017 Transformer adds a position vector to every token (`positional.py`). RoPE (Su et al., "RoFormer",
+The 2017 Transformer adds a position vector to every token (``positional.py``). RoPE (Su et al., "RoFormer",
 2021), used by Llama, Mistral, Qwen and their kin, instead *rotates* each query and key vector inside
 attention by an angle proportional to its position. The $D_h$ features of one head are read as $D_h/2$
 pairs, and pair $i$ of the vector at position $m$ turns by the angle $m\,\omega_i$, with frequencies that fall
@@ -13,7 +13,7 @@ $$
 (Llama 3 uses $\theta = 500000$: slower clocks, for longer contexts.)
 
 **Layout.** Hugging Face's Llama pairs feature $i$ with feature $i + D_h/2$: the first half of the head
-against the second half (`rotate_half`). Writing $x = [x^{(1)}; x^{(2)}]$ for the two halves and
+against the second half (``rotate_half``). Writing $x = [x^{(1)}; x^{(2)}]$ for the two halves and
 $c_i = \cos m\omega_i$, $s_i = \sin m\omega_i$:
 
 $$
@@ -21,10 +21,10 @@ y^{(1)} = x^{(1)} \odot c - x^{(2)} \odot s, \qquad
 y^{(2)} = x^{(2)} \odot c + x^{(1)} \odot s
 $$
 
-which is Hugging Face's `x * cos + rotate_half(x) * sin` with `rotate_half(x)` $= [-x^{(2)}; x^{(1)}]$ and
-its full-width tables `cos` $= [c; c]$, `sin` $= [s; s]$. (Meta's original code pairs neighbours
+which is Hugging Face's ``x * cos + rotate_half(x) * sin`` with ``rotate_half(x)`` $= [-x^{(2)}; x^{(1)}]$ and
+its full-width tables ``cos`` $= [c; c]$, ``sin`` $= [s; s]$. (Meta's original code pairs neighbours
 $(2i, 2i+1)$ instead; the two layouts differ by a fixed permutation of each head's features, which the
-checkpoint conversion folds into the rows of `q_proj` and `k_proj`, so the attention scores are the same.)
+checkpoint conversion folds into the rows of ``q_proj`` and ``k_proj``, so the attention scores are the same.)
 This file keeps the tables at half width, $(T, D_h/2)$: the duplicated half would only be read twice.
 
 In matrix form $y = R_m x$, where $R_m$ is block-diagonal up to that permutation, one $2 \times 2$ rotation
@@ -50,8 +50,8 @@ dx^{(1)} = dy^{(1)} \odot c + dy^{(2)} \odot s, \qquad
 dx^{(2)} = dy^{(2)} \odot c - dy^{(1)} \odot s
 $$
 
-The tables are constants, not parameters. The cache holds `cos` and `sin`: nothing else is needed. The
-derivation, with the proof of the relative-position property, is in `docs/derivations/rope.md`.
+The tables are constants, not parameters. The cache holds ``cos`` and ``sin``: nothing else is needed. The
+derivation, with the proof of the relative-position property, is in ``docs/derivations/rope.md``.
 
 Shapes: positions (T,) (or any integer shape, e.g. (B, T)); cos and sin (T, Dh/2), broadcastable to
 x's (..., T, Dh/2); x and out (..., T, Dh), usually (B, H, T, Dh).
@@ -60,11 +60,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_broadcastable, check_float, check_integer, check_positive_int, check_same_dtype
 
 
-def _check_rope(x, cos, sin) -> None:
+def _check_rope(x: Array, cos: Array, sin: Array) -> None:
     for name, array in (("x", x), ("cos", cos), ("sin", sin)):
         check_float(name, array)
     check_same_dtype(("x", "cos", "sin"), x, cos, sin)
@@ -77,7 +77,7 @@ def _check_rope(x, cos, sin) -> None:
     check_broadcastable("cos", cos.shape, half_shape, f"(T, Dh/2) for x of shape {tuple(x.shape)}")
 
 
-def rope_tables(positions, head_dim: int, theta: float = 10000.0, dtype=np.float32):
+def rope_tables(positions: Array, head_dim: int, theta: float = 10000.0, dtype=np.float32) -> tuple[Array, Array]:
     r"""The cosines and sines of the angles $m\,\omega_i$, $\omega_i = \theta^{-2i/D_h}$, for each position $m$.
 
     Inputs:
@@ -104,7 +104,7 @@ def rope_tables(positions, head_dim: int, theta: float = 10000.0, dtype=np.float
     return xp.cos(angles).astype(dtype, copy=False), xp.sin(angles).astype(dtype, copy=False)
 
 
-def rope_forward(x, cos, sin):
+def rope_forward(x: Array, cos: Array, sin: Array) -> tuple[Array, dict]:
     """Rotate each pair ``(x_i, x_{i + Dh/2})`` of ``x`` by its position's angle (Hugging Face's layout).
 
     Inputs:
@@ -133,7 +133,7 @@ def rope_forward(x, cos, sin):
     return out, {"cos": cos, "sin": sin}
 
 
-def rope_backward(dout, cache):
+def rope_backward(dout: Array, cache: dict) -> Array:
     """Gradient of :func:`rope_forward`: the inverse rotation (the same angles, turned back).
 
     Inputs:
@@ -143,6 +143,7 @@ def rope_backward(dout, cache):
     Returns:
         dx: (..., T, Dh)
     """
+    # EXERCISE: y = R x is linear with R a rotation: turn dout back by the same angles, from cos and sin.
     cos, sin = cache["cos"], cache["sin"]
     xp = get_array_module(dout, cos)
     half = dout.shape[-1] // 2
@@ -157,3 +158,4 @@ def rope_backward(dout, cache):
     xp.multiply(d2, cos, out=second)
     second -= d1 * sin                                          # dx2 = dy2 c - dy1 s
     return dx
+    # END EXERCISE

@@ -8,7 +8,7 @@ $$
 
 It is smooth, close to ReLU far from 0 ($\mathrm{silu}(x) \to x$ for large $x$, $\to 0$ for very negative
 $x$), and dips slightly below zero (minimum about $-0.278$ at $x \approx -1.278$). It is
-`torch.nn.functional.silu` and Hugging Face's `hidden_act="silu"`.
+``torch.nn.functional.silu`` and Hugging Face's ``hidden_act="silu"``.
 
 **Backward.** With $\sigma'(x) = \sigma(x)\,(1 - \sigma(x))$ and the product rule:
 
@@ -27,11 +27,11 @@ Shapes: every array has the shape of x (any shape).
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float
 
 
-def sigmoid(x):
+def sigmoid(x: Array) -> Array:
     r"""The logistic function $1 / (1 + e^{-x})$ of a float array, computed without overflow (see above).
 
     Inputs:
@@ -48,7 +48,7 @@ def sigmoid(x):
     return xp.where(x >= 0, reciprocal, e * reciprocal)        # shape of x
 
 
-def silu_forward(x):
+def silu_forward(x: Array) -> tuple[Array, dict]:
     """SiLU ``x * sigmoid(x)`` elementwise; matches ``torch.nn.functional.silu``.
 
     Inputs:
@@ -64,7 +64,7 @@ def silu_forward(x):
     return out, {"x": x, "sigmoid": sigma}
 
 
-def silu_backward(dout, cache):
+def silu_backward(dout: Array, cache: dict) -> Array:
     """Gradient of SiLU: ``dout * sigmoid(x) * (1 + x * (1 - sigmoid(x)))``.
 
     Inputs:
@@ -74,6 +74,7 @@ def silu_backward(dout, cache):
     Returns:
         dx: shape of x
     """
+    # EXERCISE: the derivative of x * sigmoid(x) from the cached x and sigmoid(x); no exponential needed.
     x, sigma = cache["x"], cache["sigmoid"]
     # forward: out = x * sigmoid(x), so dout/dx = sigmoid(x) * (1 + x * (1 - sigmoid(x)))
     # Plainly dout * sigma * (1 + x * (1 - sigma)); built in ONE array updated in place
@@ -83,3 +84,4 @@ def silu_backward(dout, cache):
     local *= sigma
     local *= dout
     return local
+    # END EXERCISE

@@ -1,7 +1,7 @@
 r"""The SwiGLU feed-forward block of Llama-style decoders, and its backward pass.
 
 The 2017 block widens, applies a nonlinearity and narrows: $\mathrm{act}(x W_1^\top) W_2^\top$
-(`feedforward.py`). A gated linear unit (Dauphin et al. 2017; Shazeer, "GLU Variants Improve Transformer",
+(``feedforward.py``). A gated linear unit (Dauphin et al. 2017; Shazeer, "GLU Variants Improve Transformer",
 2020) computes TWO widenings of the same input and lets one, through its activation, gate the other
 elementwise; SwiGLU's activation is SiLU (Swish):
 
@@ -10,8 +10,8 @@ g = x W_g^\top, \qquad u = x W_u^\top, \qquad a = \mathrm{silu}(g), \qquad h = a
 y = h W_d^\top
 $$
 
-This is Hugging Face's `LlamaMLP`: `down_proj(act_fn(gate_proj(x)) * up_proj(x))`, with $W_g$, $W_u$ of
-shape (F, D) and $W_d$ of shape (D, F), no biases by default (each gets one with `mlp_bias=True`). A third
+This is Hugging Face's ``LlamaMLP``: ``down_proj(act_fn(gate_proj(x)) * up_proj(x))``, with $W_g$, $W_u$ of
+shape (F, D) and $W_d$ of shape (D, F), no biases by default (each gets one with ``mlp_bias=True``). A third
 matrix costs parameters, so Llama picks $F \approx \tfrac{8}{3} D$ instead of $4D$ to keep the count of the
 2017 block.
 
@@ -24,7 +24,7 @@ $$
 $$
 
 then $\partial L / \partial g = \mathrm{silu}'(g) \odot \partial L / \partial a$ with
-$\mathrm{silu}'(g) = \sigma(g)\,(1 + g\,(1 - \sigma(g)))$ (`silu.py`). The input feeds both widenings, so its
+$\mathrm{silu}'(g) = \sigma(g)\,(1 + g\,(1 - \sigma(g)))$ (``silu.py``). The input feeds both widenings, so its
 gradient is the sum of the two paths:
 
 $$
@@ -38,12 +38,13 @@ arrays (..., F); out (..., D).
 """
 from __future__ import annotations
 
+from ..backend import Array
 from ..checks import check_float, check_ndim, check_same_dtype, check_shape
 from .linear import linear_backward, linear_forward
 from .silu import silu_backward, silu_forward
 
 
-def _check_swiglu(x, w_gate, w_up, w_down) -> None:
+def _check_swiglu(x: Array, w_gate: Array, w_up: Array, w_down: Array) -> None:
     for name, array in (("x", x), ("w_gate", w_gate), ("w_up", w_up), ("w_down", w_down)):
         check_float(name, array)
     check_ndim("w_gate", w_gate, 2, "(F, D)")
@@ -55,7 +56,8 @@ def _check_swiglu(x, w_gate, w_up, w_down) -> None:
         raise ValueError(f"x: got shape {tuple(x.shape)}; expected (..., D) with D = {width} (w_gate.shape[1])")
 
 
-def swiglu_forward(x, w_gate, w_up, w_down, b_gate=None, b_up=None, b_down=None):
+def swiglu_forward(x: Array, w_gate: Array, w_up: Array, w_down: Array, b_gate: Array | None = None,
+                   b_up: Array | None = None, b_down: Array | None = None) -> tuple[Array, dict]:
     """Apply ``(silu(x @ w_gate.T + b_gate) * (x @ w_up.T + b_up)) @ w_down.T + b_down``.
 
     Inputs:
@@ -81,7 +83,7 @@ def swiglu_forward(x, w_gate, w_up, w_down, b_gate=None, b_up=None, b_down=None)
     return out, cache
 
 
-def swiglu_backward(dout, cache):
+def swiglu_backward(dout: Array, cache: dict) -> tuple[Array | None, ...]:
     """Gradients of the SwiGLU block: the forward pass read upwards.
 
     Inputs:
@@ -92,6 +94,7 @@ def swiglu_backward(dout, cache):
         dx: (..., D), dw_gate: (F, D), dw_up: (F, D), dw_down: (D, F),
         db_gate: (F,) or None, db_up: (F,) or None, db_down: (D,) or None (None where the forward had no bias)
     """
+    # EXERCISE: undo down, the product silu(gate) * up, SiLU and both widenings; x feeds two paths.
     # forward: out = linear(hidden, w_down, b_down)
     dhidden, dw_down, db_down = linear_backward(dout, cache["down"])  # (..., D) -> (..., F)
     # forward: hidden = activated * up: each factor's gradient is dhidden times the other factor
@@ -104,3 +107,4 @@ def swiglu_backward(dout, cache):
     dx_gate, dw_gate, db_gate = linear_backward(dgate, cache["gate"])  # (..., F) -> (..., D)
     dx += dx_gate
     return dx, dw_gate, dw_up, dw_down, db_gate, db_up, db_down
+    # END EXERCISE

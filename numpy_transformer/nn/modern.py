@@ -1,17 +1,17 @@
 r"""The layers of today's decoders (Llama, Mistral, Qwen): RMSNorm, SiLU, the SwiGLU feed-forward block and
 grouped-query self-attention with rotary position embeddings.
 
-Each is a thin module around the functional pairs (`rmsnorm.py`, `silu.py`, `swiglu.py`, `rope.py`,
-`gqa.py`), with the names, arguments and `state_dict` keys of its twin, so that weights load unchanged:
+Each is a thin module around the functional pairs (``rmsnorm.py``, ``silu.py``, ``swiglu.py``, ``rope.py``,
+``gqa.py``), with the names, arguments and ``state_dict`` keys of its twin, so that weights load unchanged:
 
-- :class:`RMSNorm` is `torch.nn.RMSNorm` (`normalized_shape`, `eps=None`, `elementwise_affine`; key `weight`);
-- :class:`SiLU` is `torch.nn.SiLU`;
-- :class:`SwiGLUFeedForward` is Hugging Face's `LlamaMLP` (`gate_proj`, `up_proj`, `down_proj`, no biases by
+- :class:`RMSNorm` is ``torch.nn.RMSNorm`` (``normalized_shape``, ``eps=None``, ``elementwise_affine``; key ``weight``);
+- :class:`SiLU` is ``torch.nn.SiLU``;
+- :class:`SwiGLUFeedForward` is Hugging Face's ``LlamaMLP`` (``gate_proj``, ``up_proj``, ``down_proj``, no biases by
   default);
-- :class:`GroupedQueryAttention` is Hugging Face's `LlamaAttention` (`q_proj`, `k_proj`, `v_proj`, `o_proj`;
-  `num_heads` query heads sharing `num_key_value_heads` key/value heads; RoPE with base `rope_theta`;
-  causal). Unlike `LlamaAttention`, which is handed its cosines and sines and an additive mask by the model,
-  it builds its own rotation tables from the positions and takes `torch.nn`-style masks.
+- :class:`GroupedQueryAttention` is Hugging Face's ``LlamaAttention`` (``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``;
+  ``num_heads`` query heads sharing ``num_key_value_heads`` key/value heads; RoPE with base ``rope_theta``;
+  causal). Unlike ``LlamaAttention``, which is handed its cosines and sines and an additive mask by the model,
+  it builds its own rotation tables from the positions and takes ``torch.nn``-style masks.
 
 Grouped-query self-attention, for x (B, T, D), with $R_m$ the rotation of position $m$:
 
@@ -22,7 +22,7 @@ v^{(j(h))}\Big)
 $$
 
 where $o$ is the position of the first token (``offset``), $j(h) = \lfloor h / G \rfloor$ is the key/value head
-of query head $h$ and $M$ the causal and padding masks. Its backward is the forward read upwards: `o_proj`,
+of query head $h$ and $M$ the causal and padding masks. Its backward is the forward read upwards: ``o_proj``,
 merge heads, grouped-query attention, the inverse rotation of the query and key gradients, split heads, and
 the three projections, whose input gradients add up.
 
