@@ -5,13 +5,14 @@ keeps the probabilities for the backward pass: memory grows with $T \cdot S$, 1 
 head) at $T = S = 16384$. Here the queries are cut into blocks of $T_b$ rows and the keys into blocks of $S_b$
 rows, and only one (..., Tb, Sb) block of scores exists at a time (FlashAttention, Dao et al. 2022).
 
-Forward: the online softmax. For one query row, the keys arrive block after block. Keep three running
-quantities, the largest score so far $m$, the sum of exponentials $\ell = \sum_j e^{S_j - m}$ and the unnormalised
-output $a = \sum_j e^{S_j - m} V_j$. When block $B$ of scores arrives, with $m' = \max(m, \max_{j \in B} S_j)$:
+Forward: the online softmax. For one query row with scores $A_j$ ($A = s\,QK^\top + M$, as in the plain pair),
+the keys arrive block after block. Keep three running quantities, the largest score so far $m$, the sum of
+exponentials $\ell = \sum_j e^{A_j - m}$ and the unnormalised output $a = \sum_j e^{A_j - m} V_j$. When block $J$
+of scores arrives, with $m' = \max(m, \max_{j \in J} A_j)$:
 
 $$
-\ell \leftarrow e^{m - m'} \ell + \sum_{j \in B} e^{S_j - m'}, \qquad
-a \leftarrow e^{m - m'} a + \sum_{j \in B} e^{S_j - m'} V_j, \qquad m \leftarrow m'
+\ell \leftarrow e^{m - m'} \ell + \sum_{j \in J} e^{A_j - m'}, \qquad
+a \leftarrow e^{m - m'} a + \sum_{j \in J} e^{A_j - m'} V_j, \qquad m \leftarrow m'
 $$
 
 After the last block $O = a / \ell$, exactly the softmax-weighted average, with every exponent $\le 0$ as in the
@@ -19,12 +20,12 @@ plain softmax. Kept for the backward: the row statistic $L = m + \log \ell$ (the
 number per query) and $O$; both are (..., T, ...) arrays: memory grows linearly in T.
 
 Backward: recomputation. The probabilities are never stored; block by block they are rebuilt from the saved
-statistic, $P_{ij} = e^{S_{ij} - L_i}$ (the softmax, since $e^{L_i} = \sum_j e^{S_{ij}}$), and the plain
+statistic, $P_{ij} = e^{A_{ij} - L_i}$ (the softmax, since $e^{L_i} = \sum_j e^{A_{ij}}$), and the plain
 backward runs on the block, with the row sum $r_i = \sum_c dO_{ic} O_{ic}$ computed once beforehand:
 
 $$
-dV_B \mathrel{+}= P^\top dO, \qquad dP = dO\, V_B^\top, \qquad dS = P \odot (dP - r), \qquad
-dQ \mathrel{+}= s\, dS\, K_B, \qquad dK_B \mathrel{+}= s\, dS^\top Q
+dV_J \mathrel{+}= P^\top dO, \qquad dP = dO\, V_J^\top, \qquad dA = P \odot (dP - r), \qquad
+dQ \mathrel{+}= s\, dA\, K_J, \qquad dK_J \mathrel{+}= s\, dA^\top Q
 $$
 
 The price is one more product $QK^\top$ and one more exponential per block; the gain is memory linear in the
@@ -41,10 +42,11 @@ block and a key block (``query_block``, ``key_block``; shorter at the end).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_array, check_broadcastable, check_float, check_positive_int, check_same_dtype
 from .attention import _check_qkv
 
@@ -53,7 +55,8 @@ from .attention import _check_qkv
 QUERY_BLOCK, KEY_BLOCK = 1024, 256
 
 
-def _check_blocked(q, k, v, mask, is_causal, scale, query_block, key_block) -> float:
+def _check_blocked(q: Array, k: Array, v: Array, mask: Array | None, is_causal: bool, scale: float | None,
+                   query_block: int, key_block: int) -> float:
     """The argument checks of :func:`blocked_attention_forward`; returns the scale as a Python float."""
     _check_qkv(q, k, v)
     if not isinstance(is_causal, (bool, np.bool_)):
@@ -74,12 +77,13 @@ def _check_blocked(q, k, v, mask, is_causal, scale, query_block, key_block) -> f
     return float(scale)
 
 
-def _blocks(n: int, size: int):
+def _blocks(n: int, size: int) -> list[tuple[int, int]]:
     """``(start, stop)`` of consecutive blocks of ``size`` positions covering ``range(n)``."""
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def _block_penalty(mask, is_causal: bool, rows, cols, dtype, xp):
+def _block_penalty(mask: Array | None, is_causal: bool, rows: tuple[int, int], cols: tuple[int, int], dtype: Any,
+                   xp: Any) -> Array | None:
     """What the mask adds to the block of scores ``rows`` x ``cols``: 0 / -inf (a bool mask, the causal mask)
     or the float mask's values; None when nothing is masked. Broadcastable to (..., Tb, Sb)."""
     (i0, i1), (j0, j1) = rows, cols
@@ -99,13 +103,14 @@ def _block_penalty(mask, is_causal: bool, rows, cols, dtype, xp):
     return penalty
 
 
-def _skipped(is_causal: bool, rows, cols) -> bool:
+def _skipped(is_causal: bool, rows: tuple[int, int], cols: tuple[int, int]) -> bool:
     """Under ``is_causal``, a key block that starts after the last query of the query block is all forbidden."""
     return is_causal and cols[0] > rows[1] - 1
 
 
-def blocked_attention_forward(q, k, v, mask=None, is_causal: bool = False, scale=None,
-                              query_block: int = QUERY_BLOCK, key_block: int = KEY_BLOCK):
+def blocked_attention_forward(q: Array, k: Array, v: Array, mask: Array | None = None, is_causal: bool = False,
+                              scale: float | None = None, query_block: int = QUERY_BLOCK,
+                              key_block: int = KEY_BLOCK) -> tuple[Array, dict]:
     r"""Attention ``softmax(scale * q k^T + mask) v`` with an online softmax over blocks of keys.
 
     Inputs:
@@ -121,8 +126,8 @@ def blocked_attention_forward(q, k, v, mask=None, is_causal: bool = False, scale
     Returns:
         out: (..., T, Dv), equal to the plain pair's up to rounding
         cache: dict with ``q_scaled`` = scale * q, ``k``, ``v``, ``mask``, ``is_causal``, ``scale``, the
-            block sizes ``blocks``, ``out`` and ``logsumexp`` (..., T, 1), the log-sum-exp $L$ of each row of scores
-            (0 for a row with every key forbidden). Nothing of size T x S.
+            block sizes ``blocks``, ``out`` and ``logsumexp`` (..., T, 1), the log-sum-exp $L$ of each row of
+            scores (0 for a row with every key forbidden). Nothing of size T x S.
     """
     scale = _check_blocked(q, k, v, mask, is_causal, scale, query_block, key_block)
     xp = get_array_module(q, k, v, mask)
@@ -156,13 +161,13 @@ def blocked_attention_forward(q, k, v, mask=None, is_causal: bool = False, scale
             xp.exp(probs, out=probs)
             row_sum *= rescale                                   # l <- e^{m - m'} l + rowsum(p)
             row_sum += probs.sum(axis=-1, keepdims=True)
-            acc *= rescale                                       # a <- e^{m - m'} a + p V_B
+            acc *= rescale                                       # a <- e^{m - m'} a + p V_J
             acc += probs @ v[..., j0:j1, :]                      # (..., Tb, Sb) @ (..., Sb, Dv) -> (..., Tb, Dv)
             row_max = new_max
         empty = row_sum == 0                                     # (..., Tb, 1) rows with every key forbidden
         safe_sum = xp.where(empty, xp.ones((), dtype=q.dtype), row_sum)
         out[..., i0:i1, :] = acc / safe_sum                      # O = a / l; an empty row stays 0
-        # L = m + log l; an empty row gets 0 (its scores are all -inf, so exp(S - L) = 0 for any finite L)
+        # L = m + log l; an empty row gets 0 (its scores are all -inf, so exp(A - L) = 0 for any finite L)
         shift = xp.where(empty, xp.zeros((), dtype=q.dtype), row_max)
         logsumexp[..., i0:i1, :] = shift + xp.log(safe_sum)
     cache = {"q_scaled": q_scaled, "k": k, "v": v, "mask": mask, "is_causal": bool(is_causal), "scale": scale,
@@ -170,7 +175,7 @@ def blocked_attention_forward(q, k, v, mask=None, is_causal: bool = False, scale
     return out, cache
 
 
-def blocked_attention_backward(dout, cache):
+def blocked_attention_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
     r"""Gradients of blocked attention with respect to q, k and v, recomputing each block of probabilities.
 
     Inputs:
@@ -180,6 +185,8 @@ def blocked_attention_backward(dout, cache):
     Returns:
         dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
     """
+    # EXERCISE: for each pair of blocks, rebuild the probabilities from the cached logsumexp, then undo
+    # out = P V, the softmax and the scores on the block, adding into dq, dk and dv.
     q_scaled, k, v, mask = cache["q_scaled"], cache["k"], cache["v"], cache["mask"]
     is_causal, (query_block, key_block), logsumexp = cache["is_causal"], cache["blocks"], cache["logsumexp"]
     xp = get_array_module(dout, q_scaled)
@@ -208,7 +215,7 @@ def blocked_attention_backward(dout, cache):
             # forward: out = P V
             dv[..., j0:j1, :] += xp.swapaxes(probs, -1, -2) @ dout_block  # (..., Sb, Tb) @ (..., Tb, Dv)
             dscores = dout_block @ v_t[..., :, j0:j1]            # dP = dO V^T, (..., Tb, Dv) @ (..., Dv, Sb)
-            # forward: P = softmax(scores); Plainly dS = P * (dP - r), in place in dP
+            # forward: P = softmax(scores); Plainly dA = P * (dP - r), in place in dP
             dscores -= row_dot[..., i0:i1, :]
             dscores *= probs                                     # (..., Tb, Sb)
             # forward: scores = (scale * q) k^T + mask
@@ -216,3 +223,4 @@ def blocked_attention_backward(dout, cache):
             dk[..., j0:j1, :] += xp.swapaxes(dscores, -1, -2) @ q_block  # (..., Sb, Tb) @ (..., Tb, Dh)
     dq *= cache["scale"]                                         # d(scale * q) / dq = scale
     return dq, dk, dv
+    # END EXERCISE
