@@ -88,8 +88,8 @@ from .module import Module, Parameter
 __all__ = ["MultiheadAttention", "merge_attention_masks", "BLOCKED_ATTENTION_MIN_SCORES"]
 
 #: ``attention="auto"`` computes attention in blocks (:mod:`~numpy_transformer.functional.blocked_attention`)
-#: from this many scores per (batch, head) on, T * S >= 1024 * 1024: there the full (B, H, T, S) matrix costs
-#: more memory than it saves time (32 MiB of float32 at B * H = 8, growing with the square of the length)
+#: from this many scores per (batch, head) on, T * S >= 1024 * 1024, where the full (B, H, T, S) float32 matrix
+#: takes 4 MiB per (batch, head), several times over in a training step, and grows with the square of the length
 BLOCKED_ATTENTION_MIN_SCORES = 1024 * 1024
 ATTENTION_CHOICES = ("auto", "full", "blocked")
 
