@@ -23,8 +23,9 @@ Method.
 - Memory: measured first, before any timing, each (workload, size, implementation) in a child process forked
   from this one, which builds the workload and runs ONE training step (a forward for inference): "RSS" is the
   peak resident memory of that step above what the process held before it (the kernel's high-water mark
-  ``VmHWM``, reset through ``/proc/self/clear_refs`` just before the step, so the building cannot hide the
-  step's peak), the same measure for both libraries; "traced" is the peak of our arrays (tracemalloc).
+  ``VmHWM``, reset through ``/proc/self/clear_refs`` just before the step, after the memory that building freed
+  is handed back with glibc's ``malloc_trim``, so that neither the building's peak nor its freed memory can hide
+  the step's), the same measure for both libraries; "traced" is the peak of our arrays (tracemalloc).
 - Long sequences: one post-norm encoder layer's training step at B=1, d=256, h=8, ff=1024 and T = 128 ... 8192,
   ours with full attention, ours with blocked attention and PyTorch (whose CPU attention is also
   memory-efficient): time (rounds interleaved over the three) and peak memory as above.
@@ -234,6 +235,7 @@ def _memory_child(build, impl: str, warm) -> dict:
     bench = build()
     fn = bench.step if bench.step is not None else bench.forward
     gc.collect()
+    _release_free_memory()
     traced = impl.startswith("ours")
     if traced:
         tracemalloc.start()
@@ -248,6 +250,16 @@ def _memory_child(build, impl: str, warm) -> dict:
         tracemalloc.stop()
         result["traced_mb"] = (peak - start_traced) / 2**20
     return result
+
+
+def _release_free_memory() -> None:
+    """Hand the memory that building freed back to the system (glibc's ``malloc_trim``), so that the step cannot
+    hide its peak in it: memory freed but kept by the allocator still counts as resident."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc: nothing to trim
+        pass
 
 
 def measure_memory(build, impl: str, warm, timeout: float = 900.0) -> dict:

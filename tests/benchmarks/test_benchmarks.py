@@ -31,6 +31,10 @@ from benchmarks.workloads import (  # noqa: E402
     matmul_flops,
 )
 
+#: "" where the memory of one step can be measured (Linux: fork, /proc/self/clear_refs), else the reason
+MEMORY_UNSUPPORTED = run.memory_supported()
+MEMORY = not MEMORY_UNSUPPORTED
+
 README_STUB = """# A project
 
 ## Performance
@@ -92,8 +96,9 @@ def test_every_workload_is_timed_in_rounds_and_measured(quick_run):
         for impl in ("ours", "torch"):
             for mode in modes:
                 assert len(row["times_s"][f"{impl} {mode}"]) == 1       # --quick: one round
-            assert row["memory"][impl]["rss_mb"] >= 0, row["memory"]
-        assert row["memory"]["ours"]["traced_mb"] > 0                   # the step allocates arrays
+        if MEMORY:
+            assert all(row["memory"][impl]["rss_mb"] >= 0 for impl in ("ours", "torch")), row["memory"]
+            assert row["memory"]["ours"]["traced_mb"] > 0               # the step allocates arrays
 
 
 def test_report_names_the_machine_and_has_the_tables(quick_run):
@@ -113,8 +118,10 @@ def test_long_sequence_rows(quick_run):
     assert [row["T"] for row in long_rows] == list(QUICK_LONG_LENGTHS)
     for row in long_rows:
         assert not row["error"], row["error"]
-        assert set(row["times_s"]) == set(LONG_IMPLS) == set(row["memory"])
-        assert all(row["memory"][impl]["rss_mb"] >= 0 for impl in LONG_IMPLS)
+        assert set(row["times_s"]) == set(LONG_IMPLS)
+        if MEMORY:
+            assert set(row["memory"]) == set(LONG_IMPLS)
+            assert all(row["memory"][impl]["rss_mb"] >= 0 for impl in LONG_IMPLS)
     text = paths["markdown"].read_text()
     for T in QUICK_LONG_LENGTHS:
         assert f"\n| {T} | " in text
@@ -166,30 +173,33 @@ def test_load_warning():
 
 
 def test_memory_of_a_step_is_not_hidden_by_a_larger_peak_while_building():
-    """Building takes 200 MB and gives it back, the step holds 40 MB at once: the step's 40 MB must show (the
-    growth of the process's high-water mark would read 0 here)."""
-    reason = run.memory_supported()
-    if reason:
-        pytest.skip(reason)
+    """Building takes 200 MB in 1 MB arrays and frees them (the allocator keeps such memory for reuse, and it
+    stays resident), the step then holds 40 MB in 1 MB arrays: the step's 40 MB must show. Neither the growth
+    of the process's high-water mark nor the resident memory without handing freed memory back would see it."""
+    if MEMORY_UNSUPPORTED:
+        pytest.skip(MEMORY_UNSUPPORTED)
 
     def build():
-        scratch = np.ones(200 * 2**20 // 8)
+        big = np.ones(16 * 2**20 // 8)            # freeing a 16 MB block raises glibc's threshold for heap blocks
+        del big
+        scratch = [np.ones(2**20 // 8) for _ in range(200)]
+        pin = np.ones(2**20 // 8)                  # allocated after the scratch, kept: the heap cannot shrink
         del scratch
 
         def step():
-            held = np.ones(40 * 2**20 // 8)
-            return held.sum()
+            held = [np.ones(2**20 // 8) for _ in range(40)]
+            return sum(float(a[0]) for a in held) + float(pin[0])
 
         return Bench(step, step)
 
     result = run.measure_memory(build, "ours", warm=lambda: None)
     assert 38 <= result["rss_mb"] <= 60, result
-    assert 39 <= result["traced_mb"] <= 41, result
+    assert 39 <= result["traced_mb"] <= 42, result
 
 
 def test_memory_child_failure_is_reported():
-    if run.memory_supported():
-        pytest.skip(run.memory_supported())
+    if MEMORY_UNSUPPORTED:
+        pytest.skip(MEMORY_UNSUPPORTED)
 
     def build():
         raise RuntimeError("no such model")
