@@ -765,7 +765,7 @@ def run_cpu(args, workloads, sizes) -> int:
     elementwise = [] if args.quick else elementwise_costs(args.repeats, args.warmup, args.min_sample)
     progress.finish(0.3 * len(sizes) + 2, "matmul floors: " + "; ".join(
         f"{n} {f['ours_gflops']:.0f} GFLOP/s (torch {f['torch_gflops']:.0f})" for n, f in floors.items())
-        + "; elementwise costs: " + ", ".join(f"{r[0].split(',')[0]} {r[4]}" for r in elementwise))
+        + "; elementwise ours / torch: " + ", ".join(f"{r[0]} {r[4]}" for r in elementwise))
     rows = []
     for name, size in pairs:
         row = run_row(name, size, args)

@@ -93,18 +93,21 @@ def _table_cdf(x: Array) -> Array:
     values, steps = _cdf_table(xp)
     # Plainly k = floor((x - low) / h) and f = (x - low) / h - k. Written so that f is exact: x / h is (h is a
     # power of 2), and so is x / h - (k + low / h), a difference of two close numbers; only k is rounded.
+    # Three arrays of x's shape, each reused (a fresh array costs its page faults): f's array ends as Phi.
     scaled = xp.multiply(x, 1.0 / _GRID_STEP)                   # x / h, shape of x
-    # x clipped to [-8, 8]; fmax and fmin, not clip, so that a NaN becomes a grid point (x * Phi is NaN all
-    # the same) instead of an index outside the table
-    xp.fmin(xp.fmax(scaled, _GRID_LOW / _GRID_STEP, out=scaled), -_GRID_LOW / _GRID_STEP, out=scaled)
+    xp.clip(scaled, _GRID_LOW / _GRID_STEP, -_GRID_LOW / _GRID_STEP, out=scaled)  # x clipped to [-8, 8]
     index = scaled - _GRID_LOW / _GRID_STEP                     # (x - low) / h
     xp.floor(index, out=index)                                  # k
     position = index.astype(xp.int32)                           # k, an index into the table
     index += _GRID_LOW / _GRID_STEP                             # k + low / h, an integer
-    scaled -= index                                             # f, in [0, 1)
-    cdf = xp.take(values, position)                             # Phi(g_k), shape of x
-    step = xp.take(steps, position, out=index)                  # Phi(g_{k+1}) - Phi(g_k), into index's memory
-    step *= scaled
+    frac = xp.subtract(scaled, index, out=scaled)               # f, in [0, 1)
+    # NumPy's take writes straight into its out= array only when told what to do with an index outside the
+    # table (clip to it); CuPy's take has no such option (it wraps). Only a NaN gives such an index, and
+    # x * Phi(x) is NaN all the same.
+    outside = {} if is_cupy_array(x) else {"mode": "clip"}
+    step = xp.take(steps, position, out=index, **outside)       # Phi(g_{k+1}) - Phi(g_k), shape of x
+    step *= frac                                                # f (Phi(g_{k+1}) - Phi(g_k))
+    cdf = xp.take(values, position, out=frac, **outside)        # Phi(g_k), in f's array
     cdf += step                                                 # Phi(g_k) + f (Phi(g_{k+1}) - Phi(g_k))
     return cdf
 
