@@ -6,8 +6,10 @@ Text becomes token ids in three steps:
    spelled, are cut out first and kept whole: ``"a[MASK]b"`` -> ``a``, ``[MASK]``, ``b``.
 2. **Basic tokenization** of the rest, as in the original BERT:
 
-   - clean: drop ``\\x00``, ``\\ufffd`` and control characters (Unicode category C*, except tab, newline and
-     carriage return), and turn every whitespace character into a space;
+   - clean: drop ``\\x00``, ``\\ufffd`` and control characters (Unicode categories Cc, Cf, Co and Cs, except
+     tab, newline and carriage return), and turn every whitespace character into a space. An unassigned
+     code point (category Cn, e.g. an emoji newer than Python's Unicode tables) is kept as an ordinary
+     character, as the Rust tokenizer keeps it;
    - put spaces around each CJK ideograph, so that each is a word of its own (CJK text has no spaces);
    - split on whitespace; then, per word, strip accents (NFD, then drop the combining marks, category Mn) and
      lower-case, when configured (``strip_accents=None`` follows ``do_lower_case``);
@@ -27,7 +29,16 @@ its [SEP] type 1), truncated and padded with ``[PAD]``; ``attention_mask`` is 1 
 This matches Hugging Face's tokenizers (the Rust ``BertTokenizer`` that ``transformers.AutoTokenizer``
 loads) token for token. Where the older pure-Python ``transformers`` tokenizer differs, we follow the Rust one:
 lower-casing is per character (``"ΟΔΟΣ"`` -> ``"οδοσ"``, where ``str.lower`` would write a final sigma
-``"οδος"``), and the text is not NFC-normalized first.
+``"οδος"``), the text is not NFC-normalized first, and an unassigned code point is kept (the Python one drops
+it with the control characters, joining its neighbours: ``"so\\U0001FAE8cool"`` -> ``soc ##ool``, where the
+Rust one and this one give ``[UNK]``).
+
+Character classes come from the Unicode tables of the running Python (``unicodedata``), the Rust tokenizer's
+from its own, older ones. Checked over every code point (Python 3.11, Unicode 14, against tokenizers 0.23),
+the two differ only on characters whose class changed between those versions: about 500 punctuation marks,
+combining marks and format characters assigned or reclassified since, 55 capital letters newer than Python's
+tables (which it cannot lower-case), and 256 ideographs of CJK Extension E (U+2B820 to U+2B91F), which the
+Rust tokenizer does not treat as CJK.
 """
 from __future__ import annotations
 
@@ -54,10 +65,16 @@ def _is_whitespace(char: str) -> bool:
 
 
 def _is_control(char: str) -> bool:
-    """Unicode category C* (control, format, surrogate, private use, unassigned), except tab, newline, return."""
+    """Unicode category Cc, Cf, Co or Cs (control, format, private use, surrogate), except tab, newline, return.
+
+    NOT Cn (unassigned): a code point that this Python's Unicode tables do not know (e.g. an emoji newer than
+    them, U+1FAE8) is kept as an ordinary character, as the Rust tokenizer keeps it. Dropping it would join
+    its neighbours into one word (``"so\U0001FAE8cool"`` -> ``soc ##ool`` instead of ``[UNK]``) and make the
+    result depend on the Python version.
+    """
     if char in "\t\n\r":
         return False
-    return unicodedata.category(char).startswith("C")
+    return unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs")
 
 
 def _is_punctuation(char: str) -> bool:

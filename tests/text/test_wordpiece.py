@@ -219,3 +219,23 @@ def test_bad_arguments(ours, tmp_path):
         BertTokenizer.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="unk_token"):
         BertTokenizer({"a": 0})
+
+
+def test_unassigned_code_points_are_kept_like_the_default_tokenizer(ours, fast, slow):
+    """A code point Python's Unicode tables call unassigned (Cn) is an ordinary character, not a control one.
+
+    U+1FAE8 (an emoji of Unicode 15) is Cn for Python 3.11; U+0378 is unassigned everywhere. Dropping them
+    would join their neighbours into one word ("soc ##ool"); the default (Rust) tokenizer keeps them, so the
+    word is [UNK]. The pure-Python reference drops them (see the module docstring of wordpiece.py).
+    """
+    import unicodedata
+
+    assert ours.tokenize("so\U0001FAE8cool") == fast.tokenize("so\U0001FAE8cool") == ["[UNK]"]
+    assert ours.tokenize("so\u0378cool") == fast.tokenize("so\u0378cool") == ["[UNK]"]
+    # a spread of unassigned code points over every plane, each between two words and alone
+    unassigned = [cp for cp in range(0x300, 0x110000, 61) if unicodedata.category(chr(cp)) == "Cn"][::40]
+    assert len(unassigned) > 300
+    text = " ".join(f"so{chr(cp)}cool x{chr(cp)} {chr(cp)}" for cp in unassigned)
+    assert ours.tokenize(text) == fast.tokenize(text)
+    _assert_same(ours(text), _reference(fast, text), "fast, unassigned code points")
+    assert ours.tokenize("so\u0378cool") != slow.tokenize("so\u0378cool")    # the Python one drops it
