@@ -239,3 +239,41 @@ def test_unassigned_code_points_are_kept_like_the_default_tokenizer(ours, fast, 
     assert ours.tokenize(text) == fast.tokenize(text)
     _assert_same(ours(text), _reference(fast, text), "fast, unassigned code points")
     assert ours.tokenize("so\u0378cool") != slow.tokenize("so\u0378cool")    # the Python one drops it
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (None, TypeError, r"texts: got NoneType; expected a str"),
+    (5, TypeError, r"texts: got int; expected a str"),
+    (b"some text", TypeError, r"texts: got bytes; .*decode bytes first"),
+    ([], ValueError, r"texts: got an empty list; expected at least one text"),
+    (["a", None], TypeError, r"texts\[1\]: got None \(NoneType\)"),
+    ([b"a"], TypeError, r"texts\[0\]: got b'a' \(bytes\)"),
+])
+def test_what_is_not_text_is_named(ours, bad, error, message):
+    with pytest.raises(error, match=message):
+        ours(bad, padding=True)
+
+
+def test_ids_and_tokens_that_are_not_are_named(ours):
+    with pytest.raises(TypeError, match="text_pair: got bytes"):
+        ours(["a"], text_pair=b"b")
+    with pytest.raises(TypeError, match=r"text_pair\[0\]: got int"):
+        ours(["a"], text_pair=[3])
+    with pytest.raises(TypeError, match="text_pair: got int"):
+        ours.encode("a", 3)
+    for bad in (None, 2.5, b"ab", ["a"], [1, None]):
+        with pytest.raises(TypeError, match="ids: got"):
+            ours.decode(bad)
+        with pytest.raises(TypeError, match="ids: got"):
+            ours.convert_ids_to_tokens(bad)
+    with pytest.raises(TypeError, match="sequences: got NoneType"):
+        ours.batch_decode(None)
+    with pytest.raises(ValueError, match=r"sequences: got shape \(3,\)"):
+        ours.batch_decode(np.array([1, 2, 3]))
+    for bad in (None, 5, b"ab"):
+        with pytest.raises(TypeError, match="tokens: got"):
+            ours.convert_tokens_to_ids(bad)
+    with pytest.raises(TypeError, match=r"tokens\[1\]: got NoneType"):
+        ours.convert_tokens_to_ids(["hello", None])
+    # what is accepted: one id, a list, an integer array of any shape, an empty list
+    assert ours.decode(7592) == "hello" and ours.decode(np.array([[7592]])) == "hello" and ours.decode([]) == ""
