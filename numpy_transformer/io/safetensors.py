@@ -8,7 +8,10 @@ A ``.safetensors`` file is three parts, one after another::
     [rest]     the data area: every tensor's raw little-endian bytes, in C order
 
 ``data_offsets`` count bytes from the start of the data area, so tensor ``name`` lives in the file at
-``8 + N + begin`` up to ``8 + N + end``, and ``end - begin`` must equal ``itemsize * prod(shape)``.
+``8 + N + begin`` up to ``8 + N + end``, and ``end - begin`` must equal ``itemsize * prod(shape)``. Taken in
+the order of their offsets, the tensors fill the data area exactly: the first begins at 0, each begins where
+the one before it ends, and the last ends at the end of the file (the reference reader refuses a gap, an
+overlap or trailing bytes, and so does this one).
 
 Reading maps the file into memory (``np.memmap``, copy-on-write): a tensor costs nothing until it is read,
 and changing a returned array never changes the file. NumPy has no bfloat16, so ``BF16`` tensors are widened
@@ -24,12 +27,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from ..backend import to_numpy
+from .atomic import atomic_write, remove_stale_temporaries
 
 __all__ = ["load_safetensors", "save_safetensors", "safetensors_header", "SAFETENSORS_DTYPES"]
 
@@ -117,15 +120,22 @@ def _validate_entries(path: str, header: dict, data_size: int) -> None:
             raise _fail(path, f"data_offsets {offsets} hold {end - begin} bytes; expected {expected} "
                               f"for dtype {dtype_name} and shape {tuple(shape)}", name)
         spans.append((begin, end, name))
+    # As the reference reader requires, the tensors, in the order of their offsets, tile the data area: each
+    # begins where the one before it ends (the first at 0), and the last ends where the file ends.
     spans.sort()
-    reach, reached_by = 0, None  # the furthest end of the non-empty spans seen so far, and whose it is
+    reach, reached_by = 0, None  # where the tensors seen so far end, and the tensor that ends there
     for begin, end, name in spans:
-        if end == begin:
-            continue
         if begin < reach:
             raise _fail(path, f"data_offsets [{begin}, {end}] overlap those of tensor {reached_by!r} "
                               f"(which end at {reach})", name)
+        if begin > reach:
+            after = "the start of the data area" if reached_by is None else f"tensor {reached_by!r}"
+            raise _fail(path, f"data_offsets [{begin}, {end}] leave a gap of {begin - reach} bytes after {after}; "
+                              "expected each tensor to begin where the one before it ends (the first at 0)", name)
         reach, reached_by = end, name
+    if reach != data_size:
+        raise _fail(path, f"the data area holds {data_size} bytes, but the tensors end at byte {reach}; expected "
+                          "no bytes after the last tensor")
 
 
 def safetensors_header(path) -> dict:
@@ -167,6 +177,7 @@ def load_safetensors(path, names: Iterable[str] | None = None, dtype=None) -> di
         file where no conversion is needed (writing to them leaves the file untouched).
     """
     path = os.fspath(path)
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
     if dtype is not None:
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
@@ -206,7 +217,11 @@ def load_safetensors(path, names: Iterable[str] | None = None, dtype=None) -> di
 
 def save_safetensors(path, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None,
                      bfloat16: Iterable[str] = ()) -> None:
-    """Write tensors to a safetensors file (atomically: a temporary file renamed into place).
+    """Write tensors to a safetensors file, atomically (see :mod:`numpy_transformer.io.atomic`).
+
+    The tensors are laid out one after another in the order given, from the start of the data area, with no
+    gaps, as the reference reader requires. The file gets the usual permissions of a new file (``0o644``
+    under the common umask), or keeps those of the file it replaces.
 
     Inputs:
         path: where to write
@@ -248,16 +263,11 @@ def save_safetensors(path, tensors: Mapping[str, Any], metadata: Mapping[str, st
         offset += raw.nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)  # pad so the data area starts 8-byte aligned
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(len(encoded).to_bytes(8, "little"))
-            out.write(encoded)
-            for raw in blobs:
-                out.write(memoryview(raw.reshape(-1).view(np.uint8)) if raw.size else b"")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+
+    def write(out) -> None:
+        out.write(len(encoded).to_bytes(8, "little"))
+        out.write(encoded)
+        for raw in blobs:
+            out.write(memoryview(raw.reshape(-1).view(np.uint8)) if raw.size else b"")
+
+    atomic_write(path, write)
