@@ -50,8 +50,8 @@ Both checkers return a :class:`GradcheckReport`; ``print(report)`` shows one lin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
