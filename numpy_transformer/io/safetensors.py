@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from ..backend import to_numpy
+from ..backend import as_dtype, to_numpy
 from .atomic import atomic_write, remove_stale_temporaries
 
 __all__ = ["load_safetensors", "save_safetensors", "safetensors_header", "SAFETENSORS_DTYPES"]
@@ -179,9 +179,7 @@ def load_safetensors(path, names: Iterable[str] | None = None, dtype=None) -> di
     path = os.fspath(path)
     remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
     if dtype is not None:
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise ValueError(f"dtype: got {dtype}; expected a floating dtype (float16, float32 or float64) or None")
+        dtype = as_dtype(dtype)
     header, data_start, data_size = _read_header(path)
     available = [name for name in header if name != "__metadata__"]
     if names is None:

@@ -61,7 +61,7 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, seeded_generator
+from ..backend import as_dtype, get_array_module, seeded_generator
 from ..checks import check_array, check_float, check_ndim, check_positive_int, check_probability, check_shape
 from ..functional.attention import (
     causal_mask,
@@ -189,6 +189,7 @@ class MultiheadAttention(Module):
         self.batch_first = True
         generator = seeded_generator(rng)
         self._generator = generator
+        dtype = as_dtype(dtype)
 
         # torch: xavier_uniform_(in_proj_weight), fan_in = D, fan_out = 3D
         bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))

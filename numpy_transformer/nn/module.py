@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..backend import FLOAT_DTYPES, check_device, get_array_module, to_device, to_numpy
+from ..backend import FLOAT_DTYPES, as_dtype, check_device, get_array_module, to_device, to_numpy
 
 __all__ = ["Parameter", "Module", "ModuleList", "IncompatibleKeys"]
 
@@ -368,19 +368,44 @@ class Module:
                     continue
                 module._buffers[name] = function(buffer)
 
-    def to(self, device: str) -> "Module":
-        """Move every parameter, gradient and buffer to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy)."""
-        device = check_device(device)
-        self._apply(lambda array: to_device(array, device), floats_only_buffers=False)
+    def to(self, device=None, dtype=None) -> "Module":
+        """Move to a device, cast to a dtype, or both, as torch's ``module.to``.
+
+        ``to("cuda")`` / ``to("cpu")`` moves every parameter, gradient and buffer to CuPy / NumPy;
+        ``to(np.float64)`` (or ``"float64"``, ``torch.float64``: anything :meth:`to_dtype` accepts) casts them;
+        ``to("cuda", dtype=np.float32)`` does both.
+        """
+        if device is not None and not (isinstance(device, str) and device.split(":")[0] in ("cpu", "cuda")):
+            device, dtype = None, device if dtype is None else dtype  # torch's to(dtype)
+        if dtype is not None:
+            self.to_dtype(dtype)
+        if device is not None:
+            device = check_device(device)
+            self._apply(lambda array: to_device(array, device), floats_only_buffers=False)
         return self
 
     def to_dtype(self, dtype) -> "Module":
-        """Cast every parameter, gradient and floating buffer to ``dtype`` (e.g. ``np.float64`` for gradcheck)."""
-        dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"dtype: got {dtype}; expected a floating dtype (float16, float32 or float64)")
+        """Cast every parameter, gradient and floating buffer to ``dtype``.
+
+        ``dtype``: a NumPy float dtype (``np.float64``), its name (``"float64"``) or a torch dtype or its name
+        (``torch.float64``, ``"torch.float64"``); torch is never imported (see
+        :func:`~numpy_transformer.backend.as_dtype`).
+        """
+        dtype = as_dtype(dtype)
         self._apply(lambda array: array if array.dtype == dtype else array.astype(dtype), floats_only_buffers=True)
         return self
+
+    def double(self) -> "Module":
+        """Cast to float64 (for gradient checks), as torch's ``module.double()``."""
+        return self.to_dtype(np.float64)
+
+    def float(self) -> "Module":
+        """Cast to float32, the default dtype of every module here as in torch (``module.float()``)."""
+        return self.to_dtype(np.float32)
+
+    def half(self) -> "Module":
+        """Cast to float16, as torch's ``module.half()``."""
+        return self.to_dtype(np.float16)
 
     # ----------------------------------------------------------------------------------- printing
     def extra_repr(self) -> str:

@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from ..backend import array_module_for, seeded_generator
+from ..backend import array_module_for, as_dtype, seeded_generator
 from ..checks import check_choice, check_float, check_ndim, check_positive_int, check_probability
 from ..functional.activations import activation_backward, activation_forward
 from .attention import MultiheadAttention
@@ -513,4 +513,4 @@ class Transformer(Module):
         """The causal mask as torch builds it: a float (sz, sz) array, ``-inf`` above the diagonal, 0 elsewhere."""
         check_positive_int("sz", sz)
         xp = array_module_for(device)  # built where it will be used: no host-to-device copy
-        return xp.triu(xp.full((sz, sz), -xp.inf, dtype=dtype), k=1)  # (sz, sz)
+        return xp.triu(xp.full((sz, sz), -xp.inf, dtype=as_dtype(dtype)), k=1)  # (sz, sz)

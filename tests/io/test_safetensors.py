@@ -65,8 +65,9 @@ def test_names_and_dtype(tmp_path, rng):
     np.testing.assert_array_equal(some["t_float64"], tensors["t_float64"].astype(np.float32))
     with pytest.raises(ValueError, match="ours.safetensors.*'nope'"):
         load_safetensors(path, names=["nope"])
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(TypeError, match="dtype"):
         load_safetensors(path, dtype=np.int32)
+    assert load_safetensors(path, names=["t_float16"], dtype="torch.float64")["t_float16"].dtype == np.float64
 
 
 @pytest.mark.parametrize("dtype", NUMPY_DTYPES, ids=lambda d: np.dtype(d).name)
