@@ -376,7 +376,10 @@ class Module:
         ``to("cuda", dtype=np.float32)`` does both.
         """
         if device is not None and not (isinstance(device, str) and device.split(":")[0] in ("cpu", "cuda")):
-            device, dtype = None, device if dtype is None else dtype  # torch's to(dtype)
+            try:                                                    # torch's to(dtype)
+                device, dtype = None, as_dtype(device if dtype is None else dtype)
+            except TypeError:
+                raise ValueError(f"device: got {device!r}; expected 'cpu' or 'cuda' (or a float dtype)") from None
         if dtype is not None:
             self.to_dtype(dtype)
         if device is not None:
