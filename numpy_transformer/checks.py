@@ -90,3 +90,23 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     """``value`` must be one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name}: got {value!r}; expected one of {', '.join(repr(c) for c in choices)}")
+
+
+def upstream_spec(out: Any) -> tuple:
+    """What the upstream gradient of ``out`` must look like: ``(shape, dtype)``, kept in a forward's cache."""
+    return tuple(out.shape), out.dtype
+
+
+def check_upstream(name: str, dout: Any, spec: tuple, of: str = "the forward's output") -> None:
+    """``dout`` must have the shape and dtype in ``spec`` (from :func:`upstream_spec` of the forward's output).
+
+    A gradient of another shape is never reshaped to fit, and one of another dtype is never silently
+    promoted (a float64 ``dout`` would otherwise turn every gradient of a float32 model into float64).
+    """
+    shape, dtype = spec
+    check_array(name, dout)
+    if tuple(dout.shape) != shape:
+        raise ValueError(f"{name}: got shape {tuple(dout.shape)}; expected {shape}, the shape of {of}")
+    if dout.dtype != dtype:
+        raise TypeError(f"{name}: got dtype {dout.dtype}; expected {dtype}, the dtype of {of} (cast explicitly; "
+                        "the library never upcasts silently)")

@@ -134,6 +134,8 @@ class LayerNorm(Module):
         if isinstance(normalized_shape, (tuple, list)) and len(normalized_shape) == 1:
             normalized_shape = normalized_shape[0]
         check_positive_int("normalized_shape", normalized_shape)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not eps > 0:
+            raise ValueError(f"eps: got {eps!r}; expected a number > 0 (with 0, a constant row would give 0 / 0)")
         self.normalized_shape, self.eps, self.elementwise_affine = int(normalized_shape), float(eps), elementwise_affine
         width = self.normalized_shape
         self.weight = Parameter(np.ones(width, dtype=dtype)) if elementwise_affine else None
