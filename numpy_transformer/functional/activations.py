@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 
 from ..backend import get_array_module, is_cupy_array
-from ..checks import check_choice, check_float
+from ..checks import check_choice, check_float, check_upstream, upstream_spec
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -73,12 +73,12 @@ def relu_forward(x):
 
     Returns:
         out: shape of x
-        cache: dict with ``positive`` (shape of x, bool) = x > 0
+        cache: dict with ``positive`` (shape of x, bool) = x > 0 and ``out_spec`` (shape and dtype of out)
     """
     check_float("x", x)
     xp = get_array_module(x)
     out = xp.maximum(x, 0)                                      # shape of x
-    return out, {"positive": x > 0}
+    return out, {"positive": x > 0, "out_spec": upstream_spec(out)}
 
 
 def relu_backward(dout, cache):
@@ -91,6 +91,7 @@ def relu_backward(dout, cache):
     Returns:
         dx: shape of x
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # forward: out = max(x, 0)
     return dout * cache["positive"]
 
@@ -106,7 +107,8 @@ def gelu_forward(x, approximate: str = "none"):
 
     Returns:
         out: shape of x
-        cache: dict with ``approximate``, ``x`` and either ``cdf`` = Phi(x) (exact) or ``tanh`` = t (tanh form)
+        cache: dict with ``approximate``, ``x``, ``out_spec`` and either ``cdf`` = Phi(x) (exact) or ``tanh``
+            = t (tanh form)
     """
     check_float("x", x)
     check_choice("approximate", approximate, ("none", "tanh"))
@@ -114,11 +116,11 @@ def gelu_forward(x, approximate: str = "none"):
     if approximate == "none":
         cdf = _normal_cdf(x)                                    # Phi(x) = (1 + erf(x / sqrt 2)) / 2, shape of x
         out = x * cdf
-        return out, {"approximate": approximate, "x": x, "cdf": cdf}
+        return out, {"approximate": approximate, "x": x, "cdf": cdf, "out_spec": upstream_spec(out)}
     inner = _SQRT_2_OVER_PI * (x + _TANH_CUBIC * (x * x * x))   # u, shape of x
     t = xp.tanh(inner)
     out = 0.5 * x * (1.0 + t)
-    return out, {"approximate": approximate, "x": x, "tanh": t}
+    return out, {"approximate": approximate, "x": x, "tanh": t, "out_spec": upstream_spec(out)}
 
 
 def gelu_backward(dout, cache):
@@ -131,6 +133,7 @@ def gelu_backward(dout, cache):
     Returns:
         dx: shape of x
     """
+    check_upstream("dout", dout, cache["out_spec"])
     x = cache["x"]
     xp = get_array_module(dout, x)
     if cache["approximate"] == "none":

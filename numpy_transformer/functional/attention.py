@@ -48,7 +48,15 @@ import math
 import numpy as np
 
 from ..backend import get_array_module, seeded_generator
-from ..checks import check_array, check_broadcastable, check_float, check_probability, check_same_dtype
+from ..checks import (
+    check_array,
+    check_broadcastable,
+    check_float,
+    check_probability,
+    check_same_dtype,
+    check_upstream,
+    upstream_spec,
+)
 from .softmax import softmax_forward
 
 
@@ -168,12 +176,13 @@ def scaled_dot_product_attention_backward(dout, cache):
     """Gradients of attention with respect to q, k and v.
 
     Inputs:
-        dout: (..., T, Dv) upstream gradient
+        dout: (..., T, Dv) upstream gradient, the shape and dtype of the forward's ``out``
         cache: from :func:`scaled_dot_product_attention_forward`
 
     Returns:
         dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
     """
+    check_upstream("dout", dout, upstream_spec(cache["out"]))
     q_scaled, k, v, scale = cache["q_scaled"], cache["k"], cache["v"], cache["scale"]
     dropped, keep_scale = cache["dropped"], cache["keep_scale"]
     xp = get_array_module(dout, q_scaled)

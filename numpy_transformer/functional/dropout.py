@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module, seeded_generator
-from ..checks import check_float, check_probability
+from ..checks import check_float, check_probability, check_upstream, upstream_spec
 
 
 def dropout_forward(x, p: float = 0.5, training: bool = True, rng=None):
@@ -38,12 +38,13 @@ def dropout_forward(x, p: float = 0.5, training: bool = True, rng=None):
 
     Returns:
         out: shape of x
-        cache: dict with ``mask`` = the scaled mask s (shape of x, dtype of x), or None for the identity
+        cache: dict with ``mask`` = the scaled mask s (shape of x, dtype of x), or None for the identity,
+            and ``out_spec`` (the shape and dtype of out)
     """
     check_float("x", x)
     check_probability("p", p)
     if not training or p == 0:
-        return x, {"mask": None}
+        return x, {"mask": None, "out_spec": upstream_spec(x)}
     xp = get_array_module(x)
     generator = seeded_generator(rng, xp)
     scale = 1.0 / (1.0 - float(p))                              # a Python float: keeps x's dtype
@@ -52,7 +53,7 @@ def dropout_forward(x, p: float = 0.5, training: bool = True, rng=None):
     mask = keep.astype(x.dtype)                                 # m in {0, 1}
     mask *= scale                                               # s = m / (1 - p), in place
     out = x * mask
-    return out, {"mask": mask}
+    return out, {"mask": mask, "out_spec": upstream_spec(out)}
 
 
 def dropout_backward(dout, cache):
@@ -65,6 +66,7 @@ def dropout_backward(dout, cache):
     Returns:
         dx: shape of x
     """
+    check_upstream("dout", dout, cache["out_spec"])
     mask = cache["mask"]
     if mask is None:
         # forward: out = x (evaluation, or p = 0)

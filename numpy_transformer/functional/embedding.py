@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module, is_cupy_array
-from ..checks import check_float, check_integer, check_ndim
+from ..checks import check_float, check_integer, check_ndim, check_upstream, upstream_spec
 
 
 def _scatter_add(target, index, values):
@@ -54,8 +54,8 @@ def embedding_forward(ids, weight, padding_idx=None):
 
     Returns:
         out: (..., D)
-        cache: dict with ``ids`` (...), ``num_embeddings`` V, ``weight_dtype`` and ``padding_idx``
-            (normalized to [0, V) or None)
+        cache: dict with ``ids`` (...), ``num_embeddings`` V, ``weight_dtype``, ``padding_idx``
+            (normalized to [0, V) or None) and ``out_spec`` (the shape and dtype of out)
     """
     check_integer("ids", ids)
     check_float("weight", weight)
@@ -77,7 +77,8 @@ def embedding_forward(ids, weight, padding_idx=None):
             raise ValueError(f"ids: got id {bad}; expected ids in [0, {vocab_size}) (V = weight.shape[0])")
 
     out = xp.take(weight, ids, axis=0)                          # (V, D) gathered at (...) -> (..., D)
-    cache = {"ids": ids, "num_embeddings": vocab_size, "weight_dtype": weight.dtype, "padding_idx": padding_idx}
+    cache = {"ids": ids, "num_embeddings": vocab_size, "weight_dtype": weight.dtype, "padding_idx": padding_idx,
+             "out_spec": upstream_spec(out)}
     return out, cache
 
 
@@ -91,6 +92,7 @@ def embedding_backward(dout, cache):
     Returns:
         dweight: (V, D); the row ``padding_idx`` is zero
     """
+    check_upstream("dout", dout, cache["out_spec"])
     ids = cache["ids"]
     xp = get_array_module(dout, ids)
     width = dout.shape[-1]

@@ -48,7 +48,7 @@ import numbers
 import numpy as np
 
 from ..backend import get_array_module
-from ..checks import check_float, check_integer
+from ..checks import check_float, check_integer, check_upstream
 
 
 def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoothing: float = 0.0):
@@ -131,7 +131,8 @@ def cross_entropy_backward(dloss, cache):
     """Gradient of :func:`cross_entropy_forward` with respect to the logits.
 
     Inputs:
-        dloss: upstream gradient of the scalar loss, a number or a 0-d array (usually 1.0)
+        dloss: upstream gradient of the scalar loss, a number or a 0-d array (usually 1.0); it only scales,
+            and is taken in the dtype of the logits
         cache: from :func:`cross_entropy_forward`
 
     Returns:
@@ -139,6 +140,10 @@ def cross_entropy_backward(dloss, cache):
     """
     probs, targets, valid = cache["probs"], cache["targets"], cache["valid"]
     count, eps = cache["count"], cache["label_smoothing"]
+    if hasattr(dloss, "shape"):                                    # a 0-d array; cast to the loss's dtype below
+        check_upstream("dloss", dloss, ((), dloss.dtype), "the loss (a 0-d array)")
+    elif isinstance(dloss, bool) or not isinstance(dloss, numbers.Real):
+        raise TypeError(f"dloss: got {type(dloss).__name__}; expected a number or a 0-d array")
     xp = get_array_module(probs)
     vocab = probs.shape[-1]
 

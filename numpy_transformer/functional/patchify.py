@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numbers
 
-from ..checks import check_float, check_ndim, check_positive_int
+from ..checks import check_float, check_ndim, check_positive_int, check_upstream, upstream_spec
 
 
 def _check_patch_size(patch_size, height: int, width: int) -> None:
@@ -73,7 +73,8 @@ def patchify_forward(images, patch_size: int):
     Returns:
         patches: (B, N, C*P*P) with N = (H/P) * (W/P), patches in row-major order, each vector in
             (C, P, P) order
-        cache: dict with ``image_shape`` (C, H, W) and ``patch_size``
+        cache: dict with ``image_shape`` (C, H, W), ``patch_size`` and ``out_spec`` (the shape and dtype of
+            patches)
     """
     check_float("images", images)
     check_ndim("images", images, 4, "(B, C, H, W)")
@@ -81,7 +82,7 @@ def patchify_forward(images, patch_size: int):
     _check_patch_size(patch_size, height, width)
 
     patches = _images_to_patches(images, patch_size)                    # (B, C, H, W) -> (B, N, C*P*P)
-    cache = {"image_shape": (channels, height, width), "patch_size": patch_size}
+    cache = {"image_shape": (channels, height, width), "patch_size": patch_size, "out_spec": upstream_spec(patches)}
     return patches, cache
 
 
@@ -95,6 +96,7 @@ def patchify_backward(dpatches, cache):
     Returns:
         dimages: (B, C, H, W)
     """
+    check_upstream("dpatches", dpatches, cache["out_spec"])
     # forward: patches = images -> (B, C, H/P, P, W/P, P) -> (B, H/P, W/P, C, P, P) -> (B, N, C*P*P);
     # a permutation of the pixels, so its gradient is the inverse permutation
     return _patches_to_images(dpatches, cache["image_shape"], cache["patch_size"])  # -> (B, C, H, W)
@@ -110,7 +112,7 @@ def unpatchify_forward(patches, image_shape, patch_size: int):
 
     Returns:
         images: (B, C, H, W)
-        cache: dict with ``patch_size``
+        cache: dict with ``patch_size`` and ``out_spec`` (the shape and dtype of images)
     """
     check_float("patches", patches)
     check_ndim("patches", patches, 3, "(B, N, C*P*P)")
@@ -129,7 +131,7 @@ def unpatchify_forward(patches, image_shape, patch_size: int):
         )
 
     images = _patches_to_images(patches, (channels, height, width), patch_size)  # (B, N, C*P*P) -> (B, C, H, W)
-    cache = {"patch_size": patch_size}
+    cache = {"patch_size": patch_size, "out_spec": upstream_spec(images)}
     return images, cache
 
 
@@ -143,6 +145,7 @@ def unpatchify_backward(dimages, cache):
     Returns:
         dpatches: (B, N, C*P*P)
     """
+    check_upstream("dimages", dimages, cache["out_spec"])
     # forward: images = patches -> (B, H/P, W/P, C, P, P) -> (B, C, H/P, P, W/P, P) -> (B, C, H, W);
     # the inverse permutation is patchify
     return _images_to_patches(dimages, cache["patch_size"])             # (B, C, H, W) -> (B, N, C*P*P)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
-from ..checks import check_float, check_ndim, check_positive_int, check_same_dtype
+from ..checks import check_float, check_ndim, check_positive_int, check_same_dtype, check_upstream, upstream_spec
 
 
 def sinusoidal_table(max_len: int, d_model: int, dtype=np.float32, xp=np):
@@ -67,7 +67,7 @@ def positional_encoding_forward(x, table, offset: int = 0):
 
     Returns:
         out: (..., T, D)
-        cache: an empty dict (the backward is the identity)
+        cache: dict with only ``out_spec`` (the shape and dtype of out): the backward is the identity
     """
     check_float("x", x)
     check_float("table", table)
@@ -90,7 +90,7 @@ def positional_encoding_forward(x, table, offset: int = 0):
     get_array_module(x, table)  # refuses a mix of NumPy and CuPy arrays
 
     out = x + table[offset:offset + length]                     # (..., T, D) + (T, D) -> (..., T, D)
-    return out, {}
+    return out, {"out_spec": upstream_spec(out)}
 
 
 def positional_encoding_backward(dout, cache):
@@ -103,5 +103,6 @@ def positional_encoding_backward(dout, cache):
     Returns:
         dx: (..., T, D), ``dout`` itself (not a copy)
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # forward: out = x + table[offset : offset + T]
     return dout

@@ -36,7 +36,7 @@ Shapes: x (..., N, ...) with the softmax taken along ``axis``; y has the shape o
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ..checks import check_float
+from ..checks import check_float, check_upstream, upstream_spec
 
 
 def _check_axis(x, axis) -> int:
@@ -68,7 +68,7 @@ def softmax_forward(x, axis: int = -1, out=None):
 
     Returns:
         y: the shape of x; each slice along ``axis`` sums to 1 (or is all zeros if it was all ``-inf``)
-        cache: dict with ``y`` and ``axis``
+        cache: dict with ``y`` and ``axis`` (``y``'s shape and dtype are what ``dout`` must have)
     """
     check_float("x", x)
     axis = _check_axis(x, axis)
@@ -96,6 +96,7 @@ def softmax_backward(dout, cache):
         dx: the shape of x
     """
     y, axis = cache["y"], cache["axis"]
+    check_upstream("dout", dout, upstream_spec(y))
     xp = get_array_module(dout, y)
     # forward: y = exp(x - m) / sum(exp(x - m)); dx = y * (g - sum(g * y)), no Jacobian.
     # One fresh array holds g * y, then is overwritten with g - sum(g * y), then multiplied by y in place.
@@ -115,7 +116,8 @@ def log_softmax_forward(x, axis: int = -1):
 
     Returns:
         y: the shape of x, ``y = log(softmax(x))`` computed without taking the log of a probability
-        cache: dict with ``probs`` = softmax(x) (the shape of x) and ``axis``
+        cache: dict with ``probs`` = softmax(x) (the shape and dtype of x and y, which ``dout`` must have)
+            and ``axis``
     """
     check_float("x", x)
     axis = _check_axis(x, axis)
@@ -139,6 +141,7 @@ def log_softmax_backward(dout, cache):
         dx: the shape of x
     """
     probs, axis = cache["probs"], cache["axis"]
+    check_upstream("dout", dout, upstream_spec(probs))
     # forward: y = x - m - log(sum(exp(x - m))); dx = g - softmax(x) * sum(g)
     dout_sum = dout.sum(axis=axis, keepdims=True)               # (..., N, ...) -> (..., 1, ...)
     dx = dout - probs * dout_sum                                # (..., N, ...)

@@ -17,15 +17,28 @@ ours loads there, key for key:
 Gradients ADD into ``param.grad`` (:meth:`Parameter.accumulate_grad`): a parameter used twice in one
 forward pass (tied embeddings, one memory read by every decoder layer) receives the sum of both paths, and
 two backward passes without ``zero_grad()`` in between sum as in torch.
+
+Every subclass's ``forward`` and ``backward`` are wrapped (in :meth:`Module.__init_subclass__`, so no layer
+writes this itself) with two pieces of bookkeeping that keep a backward pass honest:
+
+- a forward that returns records the shape and dtype of what it returned; its ``backward`` then refuses an
+  upstream gradient of another shape (never reshaped to fit) or another dtype (a float64 gradient would
+  silently turn a float32 model's gradients into float64), with an error that names it;
+- a forward that RAISES leaves nothing to differentiate: the module and all its sub-modules forget their
+  last forward, so a later ``backward`` refuses ("run forward first") instead of combining the caches of two
+  different calls (an encoder that ran with a decoder that refused its mask, say).
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import OrderedDict, namedtuple
 from typing import Any, Iterator
 
 import numpy as np
 
 from ..backend import FLOAT_DTYPES, as_dtype, check_device, get_array_module, to_device, to_numpy
+from ..checks import check_upstream, upstream_spec
 
 __all__ = ["Parameter", "Module", "ModuleList", "IncompatibleKeys"]
 
@@ -82,12 +95,67 @@ class Parameter:
         return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
 
 
+def _output_specs(result) -> tuple:
+    """The (shape, dtype) of each array a forward returned, in order (None for what is not an array)."""
+    items = result if isinstance(result, tuple) else (result,)
+    return tuple(upstream_spec(x) if hasattr(x, "shape") and hasattr(x, "dtype") else None for x in items)
+
+
+def _remembering_forward(forward):
+    """``forward``, recording what it returned; when it raises, the module tree forgets its last forward."""
+    @functools.wraps(forward)
+    def remembering_forward(self, *args, **kwargs):
+        try:
+            result = forward(self, *args, **kwargs)
+        except BaseException:
+            for module in self.modules() if "_modules" in self.__dict__ else (self,):
+                object.__setattr__(module, "_forward_outputs", None)
+            raise
+        object.__setattr__(self, "_forward_outputs", _output_specs(result))
+        return result
+
+    remembering_forward._module_bookkeeping = True
+    return remembering_forward
+
+
+def _checked_backward(backward):
+    """``backward``, refusing to run without a forward to differentiate, or on a gradient that does not fit."""
+    names = [p.name for p in list(inspect.signature(backward).parameters.values())[1:]
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    @functools.wraps(backward)
+    def checked_backward(self, *douts, **kwargs):
+        outputs = self.__dict__.get("_forward_outputs")
+        if outputs is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: called before forward, or after a forward that "
+                               "raised (a failed forward keeps nothing to differentiate); run forward first")
+        for index, (dout, spec) in enumerate(zip(douts, outputs, strict=False)):  # MHA: one dout, 2 outputs
+            if spec is not None and dout is not None:
+                name = names[index] if index < len(names) else f"douts[{index}]"
+                which = "output" if len(outputs) == 1 else f"output {index}"
+                check_upstream(name, dout, spec, f"{type(self).__name__}.forward's {which}")
+        return backward(self, *douts, **kwargs)
+
+    checked_backward._module_bookkeeping = True
+    return checked_backward
+
+
 class Module:
     """Base class of every layer and model (the twin of ``torch.nn.Module``).
 
     A subclass calls ``super().__init__()`` first, then assigns its parameters and sub-modules as
     attributes, and writes ``forward`` (keeping on ``self`` what backward needs) and ``backward``.
+    Both are wrapped when the subclass is defined (see the module docstring): ``backward`` checks each
+    upstream gradient against the shape and dtype of the matching output of the last forward, and refuses
+    to run when that forward raised.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, wrap in (("forward", _remembering_forward), ("backward", _checked_backward)):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_module_bookkeeping", False):
+                setattr(cls, name, wrap(method))
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -95,6 +163,7 @@ class Module:
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_outputs", None)  # shape and dtype of each output of the last forward
 
     # ----------------------------------------------------------------------------------- registration
     def __setattr__(self, name: str, value: Any) -> None:
