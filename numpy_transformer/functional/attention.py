@@ -25,6 +25,9 @@ and its gradient to be exactly zero, never NaN (see :mod:`numpy_transformer.func
 gives NaN there. (A large finite penalty such as -1e9 on every key is not "all forbidden": the softmax is
 then uniform, as in PyTorch.)
 
+No keys at all (S = 0) is the same case for every query: as in PyTorch, the output is zeros (..., T, Dv), the
+weights an empty (..., T, 0) array, and the query gradient zero. No queries (T = 0) gives empty arrays.
+
 Backward. With ``dO = dL/dO`` and ``dS``, ``dP`` ... the gradients of the loss with respect to each matrix,
 undo the forward lines from the last to the first:
 

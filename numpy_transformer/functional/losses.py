@@ -71,8 +71,8 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoot
     """
     check_float("logits", logits)
     check_integer("targets", targets)
-    if logits.ndim < 1:
-        raise ValueError("logits: got a 0-D array; expected shape (..., V)")
+    if logits.ndim < 1 or logits.shape[-1] == 0:
+        raise ValueError(f"logits: got shape {tuple(logits.shape)}; expected (..., V) with V >= 1 classes")
     if tuple(targets.shape) != tuple(logits.shape[:-1]):
         raise ValueError(
             f"targets: got shape {tuple(targets.shape)}; expected {tuple(logits.shape[:-1])} "

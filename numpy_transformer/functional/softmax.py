@@ -16,6 +16,9 @@ A row whose entries are all ``-inf`` (every choice forbidden, as in a fully mask
 finite maximum; we shift it by 0 instead, its exponentials are all 0, and softmax returns a row of zeros
 (and a zero gradient) instead of NaN. (``torch.softmax`` returns NaN there.)
 
+An axis with no entries at all (N = 0, e.g. attention over zero keys) has a well-defined softmax, as in
+PyTorch: an empty array of x's shape, with an empty gradient.
+
 Backward. With upstream gradient ``g = dL/dy``, and ``dy_i/dx_j = y_i (delta_ij - y_j)``:
 
 .. math::
@@ -48,12 +51,19 @@ def _check_axis(x, axis) -> int:
     return axis % x.ndim
 
 
+def _row_max(x, axis: int):
+    """The maximum along ``axis``, kept as an axis of size 1; 0 for an all ``-inf`` row and for no entries."""
+    xp = get_array_module(x)
+    if x.shape[axis] == 0:                                      # N = 0: nothing to take the maximum of
+        return xp.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1:], dtype=x.dtype)
+    row_max = x.max(axis=axis, keepdims=True)                   # (..., 1, ...)
+    return xp.where(xp.isfinite(row_max), row_max, 0)          # all -inf row: shift by 0, not by -inf
+
+
 def _shifted_exp(x, axis: int):
     """``x - max`` and ``exp(x - max)`` along ``axis``; an all ``-inf`` row is shifted by 0, not by ``-inf``."""
     xp = get_array_module(x)
-    row_max = x.max(axis=axis, keepdims=True)                   # (..., 1, ...)
-    row_max = xp.where(xp.isfinite(row_max), row_max, 0)       # all -inf row: shift by 0, not by -inf
-    shifted = x - row_max                                       # (..., N, ...), every entry <= 0
+    shifted = x - _row_max(x, axis)                             # (..., N, ...), every entry <= 0
     return shifted, xp.exp(shifted)
 
 
@@ -76,8 +86,7 @@ def softmax_forward(x, axis: int = -1, out=None):
 
     # Plainly: exps = exp(x - m); y = exps / sum(exps). Written into ONE array, updated in place, so the
     # three passes (subtract, exp, divide) allocate nothing beyond y itself.
-    row_max = x.max(axis=axis, keepdims=True)                   # (..., 1, ...)
-    row_max = xp.where(xp.isfinite(row_max), row_max, 0)       # all -inf row: shift by 0, not by -inf
+    row_max = _row_max(x, axis)                                 # (..., 1, ...)
     y = xp.subtract(x, row_max, out=out)                        # (..., N, ...), every entry <= 0
     xp.exp(y, out=y)                                            # exp(x - m), in place
     total = y.sum(axis=axis, keepdims=True)                     # (..., 1, ...); >= 1 unless all -inf
@@ -123,6 +132,8 @@ def log_softmax_forward(x, axis: int = -1):
     axis = _check_axis(x, axis)
     xp = get_array_module(x)
 
+    if x.shape[axis] == 0:                                      # N = 0: empty, as in PyTorch (no log of 0)
+        return x.copy(), {"probs": x.copy(), "axis": axis}
     shifted, exps = _shifted_exp(x, axis)                       # (..., N, ...)
     total = exps.sum(axis=axis, keepdims=True)                  # (..., 1, ...)
     y = shifted - xp.log(total)                                 # (..., N, ...)
