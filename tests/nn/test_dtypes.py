@@ -5,7 +5,13 @@ import pytest
 
 from numpy_transformer.models.vit import VisionTransformer
 from numpy_transformer.nn import (
-    Embedding, LayerNorm, Linear, MultiheadAttention, PatchEmbedding, PositionalEncoding, Transformer,
+    Embedding,
+    LayerNorm,
+    Linear,
+    MultiheadAttention,
+    PatchEmbedding,
+    PositionalEncoding,
+    Transformer,
     TransformerEncoderLayer,
 )
 
