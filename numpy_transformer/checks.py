@@ -7,7 +7,8 @@ message names the argument, what it got, and what was expected, e.g.::
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,16 +47,17 @@ def check_ndim(name: str, x: Any, ndim: int | Sequence[int], meaning: str = "") 
 def check_shape(name: str, x: Any, expected: Sequence[int | None], meaning: str = "") -> None:
     """``x.shape`` must equal ``expected``, where ``None`` in ``expected`` matches any size."""
     expected = tuple(expected)
-    ok = x.ndim == len(expected) and all(e is None or e == s for s, e in zip(x.shape, expected))
+    ok = x.ndim == len(expected) and all(e is None or e == s for s, e in zip(x.shape, expected, strict=True))
     if not ok:
-        shown = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
+        sizes = ", ".join("*" if e is None else str(e) for e in expected)
+        shown = "(" + sizes + ("," if len(expected) == 1 else "") + ")"
         extra = f" {meaning}" if meaning else ""
         raise ValueError(f"{name}: got shape {tuple(x.shape)}; expected {shown}{extra}")
 
 
 def check_same_dtype(names: Sequence[str], *arrays: Any) -> None:
     """All given (non-None) arrays must share one floating dtype: nothing is silently upcast."""
-    pairs = [(n, a) for n, a in zip(names, arrays) if a is not None]
+    pairs = [(n, a) for n, a in zip(names, arrays, strict=True) if a is not None]
     first_name, first = pairs[0]
     for name, array in pairs[1:]:
         if array.dtype != first.dtype:
@@ -68,7 +70,7 @@ def check_same_dtype(names: Sequence[str], *arrays: Any) -> None:
 def check_broadcastable(name: str, shape: Sequence[int], target: Sequence[int], meaning: str = "") -> None:
     """An array of ``shape`` must broadcast to ``target`` (without growing ``target``)."""
     shape, target = tuple(shape), tuple(target)
-    ok = len(shape) <= len(target) and all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
+    ok = len(shape) <= len(target) and all(s in (1, t) for s, t in zip(shape[::-1], target[::-1], strict=False))
     if not ok:
         extra = f" {meaning}" if meaning else ""
         raise ValueError(f"{name}: got shape {shape}; expected a shape that broadcasts to {target}{extra}")

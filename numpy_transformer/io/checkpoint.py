@@ -41,7 +41,8 @@ def _json_string(value: Any, what: str) -> np.ndarray:
     try:
         return np.array(json.dumps(value))
     except TypeError as error:
-        raise TypeError(f"{what}: got a value JSON cannot store ({error}); expected numbers, strings, lists, dicts") from error
+        raise TypeError(f"{what}: got a value JSON cannot store ({error}); expected numbers, strings, lists, "
+                        "dicts") from error
 
 
 def save_checkpoint(path, model, config: dict | None = None, optimizer=None, scheduler=None) -> None:
@@ -61,7 +62,8 @@ def save_checkpoint(path, model, config: dict | None = None, optimizer=None, sch
         arrays[f"model/{key}"] = value
     if optimizer is not None:
         state = optimizer.state_dict()
-        meta = {"param_groups": state["param_groups"], "step_count": state["step_count"], "type": type(optimizer).__name__}
+        meta = {"param_groups": state["param_groups"], "step_count": state["step_count"],
+                "type": type(optimizer).__name__}
         arrays["optimizer/meta"] = _json_string(meta, "optimizer")
         for position, entries in state["state"].items():
             for name, value in entries.items():

@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -70,10 +71,12 @@ def _read_header(path: str) -> tuple[dict, int, int]:
     with open(path, "rb") as handle:
         prefix = handle.read(_HEADER_LENGTH_BYTES)
         if len(prefix) < _HEADER_LENGTH_BYTES:
-            raise _fail(path, f"file is {file_size} bytes; expected at least 8 bytes of header length (not a safetensors file?)")
+            raise _fail(path, f"file is {file_size} bytes; expected at least 8 bytes of header length (not a "
+                              "safetensors file?)")
         header_length = int.from_bytes(prefix, "little")
         if header_length > _MAX_HEADER_BYTES:
-            raise _fail(path, f"header length says {header_length} bytes; expected at most {_MAX_HEADER_BYTES} (not a safetensors file?)")
+            raise _fail(path, f"header length says {header_length} bytes; expected at most {_MAX_HEADER_BYTES} "
+                              "(not a safetensors file?)")
         if _HEADER_LENGTH_BYTES + header_length > file_size:
             raise _fail(path, f"file is {file_size} bytes, shorter than its header length says "
                               f"(8 + {header_length} bytes): the file is truncated")
@@ -104,7 +107,8 @@ def _validate_entries(path: str, header: dict, data_size: int) -> None:
         dtype_name, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if dtype_name not in SAFETENSORS_DTYPES:
             raise _fail(path, f"unknown dtype {dtype_name!r}; expected one of {', '.join(SAFETENSORS_DTYPES)}", name)
-        if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+        if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                  for s in shape):
             raise _fail(path, f"shape is {shape!r}; expected a list of non-negative integers", name)
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):

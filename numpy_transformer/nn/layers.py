@@ -93,7 +93,8 @@ class Embedding(Module):
                 -num_embeddings <= padding_idx < num_embeddings
             ):
                 raise ValueError(
-                    f"padding_idx: got {padding_idx!r}; expected None or an int in [{-num_embeddings}, {num_embeddings})"
+                    f"padding_idx: got {padding_idx!r}; expected None or an int in "
+                    f"[{-num_embeddings}, {num_embeddings})"
                 )
             padding_idx = int(padding_idx) % num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
@@ -354,7 +355,8 @@ class PatchEmbedding(Module):
             raise ValueError(
                 f"image_size: got {(height, width)}; expected both sides divisible by patch_size = {patch_size}"
             )
-        self.image_size, self.patch_size, self.in_channels, self.embed_dim = (height, width), patch_size, in_channels, embed_dim
+        self.image_size, self.patch_size = (height, width), patch_size
+        self.in_channels, self.embed_dim = in_channels, embed_dim
         self.num_patches = (height // patch_size) * (width // patch_size)
         self.proj = PatchProjection(in_channels, embed_dim, patch_size, dtype=dtype, rng=rng)
         self._cache = None

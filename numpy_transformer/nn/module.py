@@ -33,7 +33,8 @@ from __future__ import annotations
 import functools
 import inspect
 from collections import OrderedDict, namedtuple
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -244,16 +245,16 @@ class Module:
         return cache
 
     # ----------------------------------------------------------------------------------- traversal
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         for name, module in self._modules.items():
             if module is not None:
                 yield name, module
 
-    def children(self) -> Iterator["Module"]:
+    def children(self) -> Iterator[Module]:
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, Module]]:
         """Every module in the tree (this one first, as ``prefix``), each once."""
         seen = set() if _seen is None else _seen
         if id(self) in seen:
@@ -263,7 +264,7 @@ class Module:
         for name, child in self.named_children():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         for _, module in self.named_modules():
             yield module
 
@@ -299,7 +300,7 @@ class Module:
         return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
 
     # ----------------------------------------------------------------------------------- state
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Name -> NumPy copy of every parameter and persistent buffer, with torch's keys.
 
         A tied parameter appears under each of its names, as in torch.
@@ -400,28 +401,28 @@ class Module:
         for param in self.parameters():
             param.grad = None
 
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """Training mode (dropout active) for this module and every sub-module."""
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         """Evaluation mode (dropout off) for this module and every sub-module."""
         return self.train(False)
 
-    def freeze(self) -> "Module":
+    def freeze(self) -> Module:
         """Stop learning every parameter: backward passes no longer compute their gradients."""
         for param in self.parameters():
             param.requires_grad = False
         return self
 
-    def unfreeze(self) -> "Module":
+    def unfreeze(self) -> Module:
         for param in self.parameters():
             param.requires_grad = True
         return self
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
         return self.unfreeze() if requires_grad else self.freeze()
 
     def _apply(self, function, floats_only_buffers: bool) -> None:
@@ -437,7 +438,7 @@ class Module:
                     continue
                 module._buffers[name] = function(buffer)
 
-    def to(self, device=None, dtype=None) -> "Module":
+    def to(self, device=None, dtype=None) -> Module:
         """Move to a device, cast to a dtype, or both, as torch's ``module.to``.
 
         ``to("cuda")`` / ``to("cpu")`` moves every parameter, gradient and buffer to CuPy / NumPy;
@@ -456,7 +457,7 @@ class Module:
             self._apply(lambda array: to_device(array, device), floats_only_buffers=False)
         return self
 
-    def to_dtype(self, dtype) -> "Module":
+    def to_dtype(self, dtype) -> Module:
         """Cast every parameter, gradient and floating buffer to ``dtype``.
 
         ``dtype``: a NumPy float dtype (``np.float64``), its name (``"float64"``) or a torch dtype or its name
@@ -467,15 +468,15 @@ class Module:
         self._apply(lambda array: array if array.dtype == dtype else array.astype(dtype), floats_only_buffers=True)
         return self
 
-    def double(self) -> "Module":
+    def double(self) -> Module:
         """Cast to float64 (for gradient checks), as torch's ``module.double()``."""
         return self.to_dtype(np.float64)
 
-    def float(self) -> "Module":
+    def float(self) -> Module:
         """Cast to float32, the default dtype of every module here as in torch (``module.float()``)."""
         return self.to_dtype(np.float32)
 
-    def half(self) -> "Module":
+    def half(self) -> Module:
         """Cast to float16, as torch's ``module.half()``."""
         return self.to_dtype(np.float16)
 
@@ -508,11 +509,11 @@ class ModuleList(Module):
             raise TypeError(f"module: got {type(module).__name__}; expected a Module")
         return module
 
-    def append(self, module: Module) -> "ModuleList":
+    def append(self, module: Module) -> ModuleList:
         self._modules[str(len(self._modules))] = self._check(module)
         return self
 
-    def extend(self, modules) -> "ModuleList":
+    def extend(self, modules) -> ModuleList:
         for module in modules:
             self.append(module)
         return self

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -107,7 +107,8 @@ class _Tokenizer:
             raise TypeError(f"ids: got {type(ids).__name__}; expected a 1-D sequence of integer ids")
         ids = np.asarray(ids.get() if hasattr(ids, "get") else ids)
         if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
-            raise ValueError(f"ids: got shape {ids.shape} and dtype {ids.dtype}; expected a 1-D sequence of integer ids")
+            raise ValueError(f"ids: got shape {ids.shape} and dtype {ids.dtype}; expected a 1-D sequence of integer "
+                             "ids")
         pieces = []
         for index in ids.tolist():
             if not 0 <= index < len(self.itos):

@@ -46,7 +46,8 @@ import json
 import os
 import re
 import unicodedata
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -216,7 +217,8 @@ class BertTokenizer:
         if isinstance(vocab, (str, os.PathLike)):
             vocab = self.load_vocab(vocab)
         if not isinstance(vocab, dict) or not vocab:
-            raise TypeError(f"vocab: got {type(vocab).__name__}; expected a non-empty dict token -> id or a vocab.txt path")
+            raise TypeError(f"vocab: got {type(vocab).__name__}; expected a non-empty dict token -> id or a "
+                            "vocab.txt path")
         self.vocab = dict(vocab)
         self.ids_to_tokens = {i: t for t, i in self.vocab.items()}
         self.do_lower_case = bool(do_lower_case)
@@ -248,7 +250,7 @@ class BertTokenizer:
             return {line.rstrip("\n"): index for index, line in enumerate(f)}
 
     @classmethod
-    def from_pretrained(cls, folder, **overrides) -> "BertTokenizer":
+    def from_pretrained(cls, folder, **overrides) -> BertTokenizer:
         """Load ``vocab.txt`` and, when present, the settings of ``tokenizer_config.json`` from a local folder."""
         folder = os.fspath(folder)
         vocab_path = os.path.join(folder, "vocab.txt")
@@ -433,7 +435,8 @@ class BertTokenizer:
         truncation, padding = self._parse_truncation(truncation), self._parse_padding(padding)
         if return_tensors not in ("np", None):
             raise ValueError(f"return_tensors: got {return_tensors!r}; expected 'np' or None")
-        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1):
+        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool)
+                                       or max_length < 1):
             raise ValueError(f"max_length: got {max_length!r}; expected a positive integer or None")
         single = isinstance(texts, str)
         firsts = _check_text_list("texts", texts)
@@ -447,7 +450,7 @@ class BertTokenizer:
                     if not isinstance(item, str):
                         raise TypeError(f"{name}[{index}]: got {type(item).__name__}; expected a str (a pair's "
                                         "texts come one in texts, one in text_pair)")
-            pairs = list(zip(firsts, seconds))
+            pairs = list(zip(firsts, seconds, strict=True))
         else:
             pairs = []
             for index, item in enumerate(firsts):
@@ -488,7 +491,9 @@ class BertTokenizer:
             special = set(self.all_special_tokens)
             tokens = [t for t in tokens if t not in special]
         text = " ".join(tokens).replace(" ##", "").strip()
-        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        clean = clean_up_tokenization_spaces
+        if clean is None:
+            clean = self.clean_up_tokenization_spaces
         if clean:
             for spaced, tight in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
                                   (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
