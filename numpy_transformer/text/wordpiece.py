@@ -1,4 +1,4 @@
-"""BERT's WordPiece tokenizer in pure Python.
+r"""BERT's WordPiece tokenizer in pure Python.
 
 Text becomes token ids in three steps:
 
@@ -6,7 +6,7 @@ Text becomes token ids in three steps:
    spelled, are cut out first and kept whole: ``"a[MASK]b"`` -> ``a``, ``[MASK]``, ``b``.
 2. **Basic tokenization** of the rest, as in the original BERT:
 
-   - clean: drop ``\\x00``, ``\\ufffd`` and control characters (Unicode categories Cc, Cf, Co and Cs, except
+   - clean: drop ``\x00``, ``\ufffd`` and control characters (Unicode categories Cc, Cf, Co and Cs, except
      tab, newline and carriage return), and turn every whitespace character into a space. An unassigned
      code point (category Cn, e.g. an emoji newer than Python's Unicode tables) is kept as an ordinary
      character, as the Rust tokenizer keeps it;
@@ -19,7 +19,7 @@ Text becomes token ids in three steps:
 
 3. **WordPiece**, per word, greedy longest match first: take the longest prefix that is in the vocabulary,
    then the longest continuation that is in the vocabulary with a ``##`` prefix, and so on. A word with a
-   piece that nothing matches, or longer than ``max_input_chars_per_word`` (100), becomes ``[UNK]`` whole::
+   piece that nothing matches, or longer than ``max_input_chars_per_word`` (100), becomes ``[UNK]`` whole:
 
        "unaffable" -> un ##aff ##able
 
@@ -30,7 +30,7 @@ This matches Hugging Face's tokenizers (the Rust ``BertTokenizer`` that ``transf
 loads) token for token. Where the older pure-Python ``transformers`` tokenizer differs, we follow the Rust one:
 lower-casing is per character (``"ΟΔΟΣ"`` -> ``"οδοσ"``, where ``str.lower`` would write a final sigma
 ``"οδος"``), the text is not NFC-normalized first, and an unassigned code point is kept (the Python one drops
-it with the control characters, joining its neighbours: ``"so\\U0001FAE8cool"`` -> ``soc ##ool``, where the
+it with the control characters, joining its neighbours: ``"so\U0001FAE8cool"`` -> ``soc ##ool``, where the
 Rust one and this one give ``[UNK]``).
 
 Character classes come from the Unicode tables of the running Python (``unicodedata``), the Rust tokenizer's
@@ -66,7 +66,7 @@ def _is_whitespace(char: str) -> bool:
 
 
 def _is_control(char: str) -> bool:
-    """Unicode category Cc, Cf, Co or Cs (control, format, private use, surrogate), except tab, newline, return.
+    r"""Unicode category Cc, Cf, Co or Cs (control, format, private use, surrogate), except tab, newline, return.
 
     NOT Cn (unassigned): a code point that this Python's Unicode tables do not know (e.g. an emoji newer than
     them, U+1FAE8) is kept as an ordinary character, as the Rust tokenizer keeps it. Dropping it would join

@@ -32,6 +32,13 @@ def _pairs(rng):
         out, _, cache = F.scaled_dot_product_attention_forward(q, k, v, is_causal=True)
         return out, cache
 
+    def grouped():
+        out, _, cache = F.grouped_query_attention_forward(q, k[:, :1], v[:, :1], is_causal=True)
+        return out, cache
+
+    cos, sin = F.rope_tables(np.arange(3), 4)
+    w_up, w_down = rng.standard_normal((5, 4)).astype(f32), rng.standard_normal((4, 5)).astype(f32)
+
     return {
         "linear": (lambda: F.linear_forward(x, w, b), F.linear_backward, "dout"),
         "layernorm": (lambda: F.layernorm_forward(x, g, beta), F.layernorm_backward, "dout"),
@@ -55,6 +62,11 @@ def _pairs(rng):
         "positional": (lambda: F.positional_encoding_forward(x, table), F.positional_encoding_backward, "dout"),
         "mean_pooling": (lambda: mean_pooling_forward(x, mask), mean_pooling_backward, "dout"),
         "l2_normalize": (lambda: l2_normalize_forward(x), l2_normalize_backward, "dout"),
+        "rmsnorm": (lambda: F.rmsnorm_forward(x, g), F.rmsnorm_backward, "dout"),
+        "silu": (lambda: F.silu_forward(x), F.silu_backward, "dout"),
+        "swiglu": (lambda: F.swiglu_forward(x, w, w_up, w_down), F.swiglu_backward, "dout"),
+        "rope": (lambda: F.rope_forward(q, cos, sin), F.rope_backward, "dout"),
+        "grouped_query_attention": (grouped, F.grouped_query_attention_backward, "dout"),
     }
 
 

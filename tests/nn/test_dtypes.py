@@ -14,6 +14,11 @@ from numpy_transformer.nn import (
     Transformer,
     TransformerEncoderLayer,
 )
+from numpy_transformer.nn.modern import (
+    GroupedQueryAttention,
+    RMSNorm,
+    SwiGLUFeedForward,
+)
 
 FLOAT64_SPELLINGS = [np.float64, np.dtype("float64"), float, "float64", "f8", "double", "torch.float64", "torch.double"]
 
@@ -32,6 +37,9 @@ MAKERS = {
     "TransformerEncoderLayer": lambda dtype: TransformerEncoderLayer(4, 2, 6, dtype=dtype),
     "Transformer": lambda dtype: Transformer(4, 2, 1, 1, 6, dtype=dtype),
     "VisionTransformer": lambda dtype: VisionTransformer(4, 2, 1, 3, 4, 2, 1, 6, dtype=dtype),
+    "RMSNorm": lambda dtype: RMSNorm(4, dtype=dtype),
+    "SwiGLUFeedForward": lambda dtype: SwiGLUFeedForward(4, 6, dtype=dtype),
+    "GroupedQueryAttention": lambda dtype: GroupedQueryAttention(4, 2, 1, dtype=dtype),
 }
 
 
