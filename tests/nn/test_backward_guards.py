@@ -16,6 +16,7 @@ from numpy_transformer.nn import (
     TransformerDecoderLayer,
     TransformerEncoderLayer,
 )
+from numpy_transformer.nn.modern import GroupedQueryAttention, RMSNorm, SwiGLUFeedForward
 
 B, S, T, D, H = 2, 5, 3, 4, 2
 
@@ -80,6 +81,9 @@ def _modules():
         "Transformer": (Transformer(D, H, 1, 1, 6, batch_first=True), (memory, x)),
         "GPT": (GPT(7, D, H, 1, 6, max_len=8), (ids,)),
         "Seq2SeqTransformer": (Seq2SeqTransformer(7, 7, D, H, 1, 1, 6), (ids, ids)),
+        "RMSNorm": (RMSNorm(D), (x,)),
+        "SwiGLUFeedForward": (SwiGLUFeedForward(D, 6), (x,)),
+        "GroupedQueryAttention": (GroupedQueryAttention(D, H, 1), (x,)),
     }
 
 
