@@ -10,7 +10,6 @@ import time
 import numpy as np
 import pytest
 
-from numpy_transformer.io import atomic
 from numpy_transformer.io.checkpoint import read_checkpoint, save_checkpoint
 from numpy_transformer.io.safetensors import load_safetensors, save_safetensors
 from numpy_transformer.nn import Linear
@@ -59,7 +58,7 @@ def killed_save(kind, path):
 def test_what_a_killed_save_leaves_is_removed_by_the_next_save_or_load(tmp_path, kind):
     path = tmp_path / ("model.npz" if kind == "checkpoint" else "model.safetensors")
     left = killed_save(kind, path)
-    assert len(left) == 1 and left[0].startswith(atomic.TEMPORARY_PREFIX) and left[0].endswith(path.name)
+    assert len(left) == 1 and left[0].startswith(".nt-partial.") and left[0].endswith(path.name)
     assert os.path.getsize(tmp_path / left[0]) > 64 * 64 * 4        # a whole file's worth of bytes
     save(kind, path)                                                 # the next save clears it
     assert os.listdir(tmp_path) == [path.name]
@@ -71,6 +70,8 @@ def test_what_a_killed_save_leaves_is_removed_by_the_next_save_or_load(tmp_path,
 
 @pytest.mark.skipif(os.name != "posix", reason="process ids as on POSIX")
 def test_only_temporaries_of_gone_writers_are_removed(tmp_path):
+    from numpy_transformer.io import atomic
+
     host = atomic._host_tag()
     live = f"{atomic.TEMPORARY_PREFIX}{host}.{os.getppid()}.0a1b2c3d.model.npz"      # a writer still running
     old = f"{atomic.TEMPORARY_PREFIX}{host}.{os.getppid()}.1a1b2c3d.model.npz"       # running, but untouched for long
