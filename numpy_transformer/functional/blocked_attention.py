@@ -47,7 +47,15 @@ from typing import Any
 import numpy as np
 
 from ..backend import Array, get_array_module
-from ..checks import check_array, check_broadcastable, check_float, check_positive_int, check_same_dtype
+from ..checks import (
+    check_array,
+    check_broadcastable,
+    check_float,
+    check_positive_int,
+    check_same_dtype,
+    check_upstream,
+    upstream_spec,
+)
 from .attention import _check_qkv
 
 #: positions of a query block and of a key block: a (B, H, 1024, 256) float32 block of scores is 8 MiB at
@@ -179,12 +187,13 @@ def blocked_attention_backward(dout: Array, cache: dict) -> tuple[Array, Array, 
     r"""Gradients of blocked attention with respect to q, k and v, recomputing each block of probabilities.
 
     Inputs:
-        dout: (..., T, Dv) upstream gradient
+        dout: (..., T, Dv) upstream gradient, the shape and dtype of the forward's ``out``
         cache: from :func:`blocked_attention_forward`
 
     Returns:
         dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
     """
+    check_upstream("dout", dout, upstream_spec(cache["out"]))
     # EXERCISE: for each pair of blocks, rebuild the probabilities from the cached logsumexp, then undo
     # out = P V, the softmax and the scores on the block, adding into dq, dk and dv.
     q_scaled, k, v, mask = cache["q_scaled"], cache["k"], cache["v"], cache["mask"]

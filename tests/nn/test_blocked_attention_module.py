@@ -17,11 +17,12 @@ B, T, S, D, H = 2, 7, 9, 8, 2
 
 def pair(dtype=np.float64, seed=0, dropout=0.0):
     """Two attention modules with the same random weights (biases non-zero), one full and one blocked."""
-    full = MultiheadAttention(D, H, dropout=dropout, dtype=dtype, rng=seed, attention="full")
+    full = MultiheadAttention(D, H, dropout=dropout, batch_first=True, dtype=dtype, rng=seed, attention="full")
     state = {name: (value + 0.1 * np.random.default_rng(seed).standard_normal(value.shape)).astype(dtype)
              for name, value in full.state_dict().items()}
     full.load_state_dict(state)
-    blocked = MultiheadAttention(D, H, dropout=dropout, dtype=dtype, rng=seed, attention="blocked")
+    blocked = MultiheadAttention(D, H, dropout=dropout, batch_first=True, dtype=dtype, rng=seed,
+                                 attention="blocked")
     blocked.load_state_dict(state)
     return full, blocked
 
@@ -85,7 +86,7 @@ def test_blocked_module_equals_full(rng, small_blocks, dtype, case, path):
 
 
 def test_auto_switches_to_blocked_from_the_size_on(rng, monkeypatch):
-    module = MultiheadAttention(D, H, dtype=np.float64, rng=0)
+    module = MultiheadAttention(D, H, batch_first=True, dtype=np.float64, rng=0)
     assert module.attention == "auto"
     x = rng.standard_normal((1, 6, D))
     monkeypatch.setattr(attention_module, "BLOCKED_ATTENTION_MIN_SCORES", 36)
@@ -95,7 +96,7 @@ def test_auto_switches_to_blocked_from_the_size_on(rng, monkeypatch):
     assert not module._cache["blocked"]                           # 25 < 36
     _, weights = module(x, x, x, need_weights=True)               # the weights are asked for: full
     assert not module._cache["blocked"] and weights.shape == (1, 6, 6)
-    dropping = MultiheadAttention(D, H, dropout=0.5, dtype=np.float64, rng=0)
+    dropping = MultiheadAttention(D, H, dropout=0.5, batch_first=True, dtype=np.float64, rng=0)
     dropping(x, x, x, need_weights=False)                         # attention dropout in training: full
     assert not dropping._cache["blocked"]
     dropping.eval()
@@ -119,7 +120,7 @@ def test_is_causal_is_applied_in_blocks_without_a_t_by_s_mask(rng, monkeypatch):
 
 
 def test_blocked_refuses_weights_and_dropout():
-    module = MultiheadAttention(D, H, dropout=0.1, dtype=np.float64, rng=0, attention="blocked")
+    module = MultiheadAttention(D, H, dropout=0.1, batch_first=True, dtype=np.float64, rng=0, attention="blocked")
     x = np.zeros((1, 3, D))
     with pytest.raises(ValueError, match="need_weights"):
         module(x, x, x)
@@ -136,7 +137,8 @@ def test_blocked_refuses_weights_and_dropout():
 
 
 def test_encoder_layer_with_blocked_attention_matches_finite_differences(rng):
-    layer = TransformerEncoderLayer(D, H, 12, dropout=0.0, activation="gelu", dtype=np.float64, rng=0)
+    layer = TransformerEncoderLayer(D, H, 12, dropout=0.0, activation="gelu", batch_first=True, dtype=np.float64,
+                                    rng=0)
     layer.self_attn.attention = "blocked"
     padding = np.zeros((2, 5), dtype=bool)
     padding[1, 3:] = True
@@ -157,7 +159,7 @@ def test_encoder_layer_with_blocked_attention_matches_torch(rng, plain_torch, dt
         for param in theirs.parameters():
             param.add_(0.2 * torch.randn(param.shape, generator=generator, dtype=tdtype))
     theirs.train()
-    ours = TransformerEncoderLayer(D, H, 12, dropout=0.0, dtype=dtype, rng=0)
+    ours = TransformerEncoderLayer(D, H, 12, dropout=0.0, batch_first=True, dtype=dtype, rng=0)
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
     ours.self_attn.attention = "blocked"
     x, dout = rng.standard_normal((B, T, D)).astype(dtype), rng.standard_normal((B, T, D)).astype(dtype)
