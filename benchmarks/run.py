@@ -299,6 +299,10 @@ def _first_call(build, impl: str, size: Size) -> None:
     (bench.step or bench.forward)()
 
 
+def _threads(n) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
 def machine_info() -> dict:
     import torch
     info = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
@@ -314,7 +318,7 @@ def machine_info() -> dict:
         import threadpoolctl
         info["threadpools"] = [" ".join(str(part) for part in (p.get("internal_api"), p.get("version"),
                                                                p.get("architecture") and f"{p['architecture']} kernel",
-                                                               f"{p.get('num_threads')} threads") if part)
+                                                               _threads(p.get("num_threads"))) if part)
                                for p in threadpoolctl.threadpool_info()]
     except ImportError:
         info["threadpools"] = ["threadpoolctl not installed"]
@@ -361,6 +365,16 @@ class Progress:
 def _seconds_guess(flops: int) -> float:
     """A rough cost of one call: 50 GFLOP/s, at least one 20 ms sample."""
     return max(flops / 50e9, MIN_SAMPLE_S)
+
+
+def _memory_weight(flops: int) -> float:
+    """A memory job: a fork, a warm-up at the tiny size, building, one step (calibrated on a full run)."""
+    return 1.0 + 2 * _seconds_guess(flops)
+
+
+def _timing_weight(flops: int, rounds: int) -> float:
+    """A timing job: ours and torch, forward and step, ``rounds`` samples each (calibrated on a full run)."""
+    return 3.3 * rounds * _seconds_guess(flops)
 
 
 # ------------------------------------------------------------------------------------------- rows
@@ -542,7 +556,7 @@ def sizes_line(sizes) -> str:
 def machine_line(info: dict) -> str:
     """The machine, named: the same words in results.md and in the README."""
     return (f"{info['cpu']}, {info['cores_usable']} usable cores; NumPy {info['numpy']} "
-            f"({'; '.join(info['threadpools'])}), PyTorch {info['torch']} ({info['torch_threads']} threads, BLAS "
+            f"({'; '.join(info['threadpools'])}), PyTorch {info['torch']} ({_threads(info['torch_threads'])}, BLAS "
             f"{info['torch_blas']}), Python {info['python']}")
 
 
@@ -677,7 +691,8 @@ def plot_long(long_rows, info, path: str) -> None:
         axis.legend()
     s = long_size(lengths[0], quick=lengths[0] < LONG_LENGTHS[0])
     figure.suptitle(f"One encoder layer (B={s.B}, d={s.d}, h={s.h}): full vs blocked attention vs PyTorch -- "
-                    f"{info['cpu']}, {info['cores_usable']} cores", fontsize=10)
+                    f"{info['cpu']}, {info['cores_usable']} cores, PyTorch at {_threads(info['torch_threads'])}",
+                    fontsize=10)
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -730,11 +745,11 @@ def run_cpu(args, workloads, sizes) -> int:
     rounds = args.warmup + args.repeats
     weights = []
     if measure:   # the memory jobs first: forked from this process before it has computed anything
-        weights += [0.3 + _seconds_guess(WORKLOADS[n].flops_step(s)) for n, s in pairs for _ in IMPLS]
-        weights += [_long_weight(T, args.quick) / 2 for T in lengths for _ in LONG_IMPLS]
+        weights += [_memory_weight(WORKLOADS[n].flops_step(s)) for n, s in pairs for _ in IMPLS]
+        weights += [_long_weight(T, args.quick) for T in lengths for _ in LONG_IMPLS]
     weights += [0.3 * len(sizes) + 2]                                      # the matmul floors, elementwise costs
-    weights += [4 * rounds * _seconds_guess(WORKLOADS[n].flops_step(s)) for n, s in pairs]
-    weights += [rounds * _long_weight(T, args.quick) for T in lengths]
+    weights += [_timing_weight(WORKLOADS[n].flops_step(s), rounds) for n, s in pairs]
+    weights += [1.2 * rounds * _long_weight(T, args.quick) for T in lengths]
     progress = Progress(weights)
 
     memory, long_memory = {}, {}
@@ -748,7 +763,7 @@ def run_cpu(args, workloads, sizes) -> int:
                     result = measure_memory(partial(workload.build, impl, size, SEED), impl,
                                             partial(_first_call, workload.build, impl, QUICK_SIZE))
                 memory[name, size.name, impl] = result
-                progress.finish(0.3 + _seconds_guess(workload.flops_step(size)),
+                progress.finish(_memory_weight(workload.flops_step(size)),
                                 f"memory {name} {size.name} {impl}: " + ", ".join(
                                     f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
         for T in lengths:
@@ -756,7 +771,7 @@ def run_cpu(args, workloads, sizes) -> int:
                 result = measure_memory(partial(build_long, impl, long_size(T, args.quick), SEED), impl,
                                         partial(_first_call, build_long, impl, long_size(16, quick=True)))
                 long_memory[T, impl] = result
-                progress.finish(_long_weight(T, args.quick) / 2, f"memory long T={T} {impl}: " + ", ".join(
+                progress.finish(_long_weight(T, args.quick), f"memory long T={T} {impl}: " + ", ".join(
                     f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
 
     floors = {}
@@ -771,10 +786,10 @@ def run_cpu(args, workloads, sizes) -> int:
         row = run_row(name, size, args)
         row.memory = {impl: memory[name, size.name, impl] for impl in IMPLS if (name, size.name, impl) in memory}
         rows.append(row)
-        progress.finish(4 * rounds * _seconds_guess(WORKLOADS[name].flops_step(size)), describe_row(row))
+        progress.finish(_timing_weight(WORKLOADS[name].flops_step(size), rounds), describe_row(row))
     long_rows = []
     for T in lengths:
-        row = run_long(T, args, progress, rounds * _long_weight(T, args.quick))
+        row = run_long(T, args, progress, 1.2 * rounds * _long_weight(T, args.quick))
         row.memory = {impl: long_memory[T, impl] for impl in LONG_IMPLS if (T, impl) in long_memory}
         long_rows.append(row)
     info["load_after"] = os.getloadavg()
