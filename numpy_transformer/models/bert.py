@@ -1,7 +1,7 @@
-"""BERT (Devlin et al., 2019) as the library's own layers, loadable from a Hugging Face checkpoint.
+r"""BERT (Devlin et al., 2019) as the library's own layers, loadable from a Hugging Face checkpoint.
 
 BERT is an encoder-only Transformer. A batch of token ids becomes vectors by adding three learned tables,
-then goes through N post-norm encoder layers::
+then goes through $N$ post-norm encoder layers:
 
     x = LayerNorm(word[ids] + position[0..T-1] + token_type[type_ids])      (B, T) -> (B, T, D)
     x = dropout(x)
@@ -35,17 +35,17 @@ activation that BERT lacks; :class:`BertModel` sets its probability to 0, so bot
 Sentence embeddings (sentence-transformers' ``all-MiniLM-L6-v2``) are the mean of the token vectors over the
 real (non-padding) tokens, scaled to unit length:
 
-.. math::
+$$
+m_b = \frac{\sum_t a_{bt} h_{bt}}{\max(\sum_t a_{bt}, 10^{-9})}, \qquad
+e_b = \frac{m_b}{\max(\lVert m_b \rVert_2, 10^{-12})}
+$$
 
-    m_b = \\frac{\\sum_t a_{bt} h_{bt}}{\\max(\\sum_t a_{bt}, 10^{-9})}, \\qquad
-    e_b = \\frac{m_b}{\\max(\\lVert m_b \\rVert_2, 10^{-12})}
+Backward of the two, with upstream gradient $g$:
 
-Backward of the two, with upstream gradient ``g``:
-
-- mean pooling is linear in ``h``: ``dh_{bt} = a_{bt} g_b / count_b`` (padding positions get zero);
-- normalization: with ``n = ||m||`` above the floor, ``de/dm = (I - e e^T) / n``, so
-  ``dm = (g - e (e . g)) / n`` (the part of ``g`` along ``e`` only changes the length, which is divided out);
-  below the floor the map is ``m / eps``, linear, and ``dm = g / eps``.
+- mean pooling is linear in $h$: $dh_{bt} = a_{bt}\, g_b / \sum_t a_{bt}$ (padding positions get zero);
+- normalization: with $n = \lVert m \rVert_2$ above the floor, $\partial e / \partial m = (I - e e^\top) / n$, so
+  $dm = (g - e\, (e \cdot g)) / n$ (the part of $g$ along $e$ only changes the length, which is divided
+  out); below the floor the map is $m / \epsilon$, linear, and $dm = g / \epsilon$.
 
 Backward through BERT is the forward read upwards: the encoder layers in reverse, then the embeddings,
 whose LayerNorm gradient is scatter-added into the rows of the three tables that were read. Frozen parts

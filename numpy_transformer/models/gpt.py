@@ -1,6 +1,6 @@
-"""A GPT-style decoder-only language model: predict each next token from the tokens before it.
+r"""A GPT-style decoder-only language model: predict each next token from the tokens before it.
 
-Forward (GPT-2's layout, "pre-norm": each block normalizes its input before attention and feed-forward)::
+Forward (GPT-2's layout, "pre-norm": each block normalizes its input before attention and feed-forward):
 
     x = E[ids] + P[0:T]                                  (B, T) -> (B, T, D), learned positions
     x = x + SelfAttention(LN1(x), causal mask)           per block, repeated num_layers times
@@ -12,9 +12,9 @@ Each block is a :class:`~numpy_transformer.nn.TransformerEncoderLayer` with ``no
 ``activation="gelu"`` and the causal mask: without a memory to read, an encoder layer that may not look ahead
 is exactly a GPT block.
 
-Tied weights. The embedding matrix ``E`` (V, D) is used twice, as the lookup table and as the output
-projection, so its gradient is the sum of the scatter-add from the lookup and ``dlogits^T h`` from the
-projection (both add into the same ``Parameter.grad``).
+Tied weights. The embedding matrix $E$ (V, D) is used twice, as the lookup table and as the output
+projection, so its gradient is the sum of the scatter-add from the lookup and $d\mathrm{logits}^\top h$ from
+the projection (both add into the same ``Parameter.grad``).
 
 Generation with a key/value cache. A causal model's keys and values at positions ``< t`` do not change when
 token ``t`` is appended, so decoding one token needs only the new token's query, key and value: per layer,
@@ -82,6 +82,7 @@ class GPT(Module):
 
     # ----------------------------------------------------------------------------------- training
     def _check_ids(self, ids, past: int = 0) -> None:
+        """``ids`` must be integer (B, T) with 1 <= ``past`` + T <= ``max_len``."""
         check_integer("ids", ids)
         check_ndim("ids", ids, 2, "(B, T)")
         if ids.shape[1] == 0 or past + ids.shape[1] > self.max_len:
