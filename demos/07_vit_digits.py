@@ -125,7 +125,7 @@ model.train()
 print(f"  class token -> patches, mean over {heads} heads: (images, rows, columns) {maps[0].shape}, "
       f"for layers {', '.join(map(str, maps))} (numbered from 0)")
 top = max(float(m.max()) for m in maps.values())                    # one colour scale for every panel
-fig = Figure(figsize=(1.5 * len(shown) + 0.9, 1.7 * (1 + len(maps)) + 0.8), layout="constrained")
+fig = Figure(figsize=(1.4 * len(shown) + 0.9, 1.5 * (1 + len(maps)) + 0.7), layout="constrained")
 axes = fig.subplots(1 + len(maps), len(shown), squeeze=False)
 side = digits.images.shape[1]
 for column, index in enumerate(shown):
@@ -144,7 +144,7 @@ for column, index in enumerate(shown):
 axes[0, 0].set_ylabel("the digit", fontsize=10)
 for row, layer in enumerate(maps, start=1):
     axes[row, 0].set_ylabel(f"layer {layer}" + (" (last)" if layer == last_layer and layer else ""), fontsize=10)
-fig.colorbar(image, ax=axes[1:, :], label="class token's attention\n(mean of the heads)", shrink=0.9)
+fig.colorbar(image, ax=axes[1:, -1], label="class token's attention\n(mean of the heads)", shrink=0.9)
 fig.suptitle("Where the class token looks when it decides: its attention over the 4x4 patches of held-out digits "
              "(white: the digit's outline)")
 save(fig, args.out, "07_cls_attention.png")

@@ -118,6 +118,9 @@ JOBS = [
              "probe F1": r"linear head on frozen embeddings:\s+accuracy [\d.]+\s+F1 ([\d.]+)",
              "fine-tuned accuracy": r"fine-tuned [^:]*:\s+accuracy ([\d.]+)",
              "fine-tuned F1": r"fine-tuned [^:]*:\s+accuracy [\d.]+\s+F1 ([\d.]+)"}),
+    Job("test_suite", command=[sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        env={"NT_REQUIRE_REFERENCES": "1"},
+        patterns={"passed": r"(\d+) passed", "skipped": r"(\d+) skipped", "failed": r"(\d+) failed"}),
 ]
 
 _METRIC_LINE = re.compile(r"^\s*([A-Za-z][^:\n]{0,80}?):\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$", re.MULTILINE)
@@ -183,7 +186,8 @@ def describe(machine_info: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------ running
 def run_job(job: Job, echo: bool) -> dict:
-    env = dict(os.environ, MPLBACKEND="Agg", **job.env)
+    # NT_RECORDING names the job being recorded: the test suite, recorded here, cannot yet hold its own run
+    env = dict(os.environ, MPLBACKEND="Agg", NT_RECORDING=job.name, **job.env)
     with tempfile.TemporaryDirectory() as scratch:
         pools = os.path.join(scratch, "blas.json")
         if job.script:

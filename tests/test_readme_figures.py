@@ -6,6 +6,7 @@ of README sentences: ``docs/records/figures.json``. How they fit together: ``tes
 """
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,8 +27,14 @@ def _record_module():
 
 
 # ------------------------------------------------------------------------------------------------ the README
+# While `python demos/record.py` records the test suite, the suite's own run is not in the record yet.
+RECORDING = os.environ.get("NT_RECORDING")
+
+
 def test_every_readme_figure_equals_its_record():
     problems, _ = figures.check_readme()
+    if RECORDING:
+        problems = [p for p in problems if f"demos:runs/{RECORDING}/" not in p.message]
     assert not problems, "README.md and the records disagree:\n" + "\n".join(map(str, problems))
 
 
@@ -43,7 +50,8 @@ def test_the_demo_record_holds_every_job_and_its_machine():
     for key in ("cpu", "usable_cores", "python", "numpy", "torch", "blas_default"):
         assert record["machine"].get(key), f"the record does not name the machine's {key}"
     jobs = [job.name for job in _record_module().JOBS]
-    assert sorted(record["runs"]) == sorted(jobs), "rerun `python demos/record.py` after adding or removing a job"
+    recorded = set(record["runs"]) | ({RECORDING} if RECORDING else set())
+    assert sorted(recorded) == sorted(jobs), "rerun `python demos/record.py` after adding or removing a job"
     for name, run in record["runs"].items():
         assert run["returncode"] == 0, f"{name} failed when it was recorded:\n{run.get('output_tail', '')}"
         assert run["wall_s"] > 0 and run["date"] and len(run["load_before"]) == 3, name
