@@ -58,7 +58,7 @@ ids, _ = tokenizer.batch_encode(sentences)                          # (B, T), pa
 embed = Embedding(tokenizer.vocab_size, D, rng=args.seed)
 positions = PositionalEncoding(D, max_len=64)
 x0 = positions(embed(ids))                                          # (B, T, D)
-layer = TransformerEncoderLayer(D, H, dim_feedforward=F, dropout=0.0, rng=args.seed)
+layer = TransformerEncoderLayer(D, H, dim_feedforward=F, dropout=0.0, batch_first=True, rng=args.seed)
 attended = layer.self_attn(x0, x0, x0, key_padding_mask=ids == 0, need_weights=False)[0]  # (B, T, D)
 x = layer.norm1(x0 + attended)                                      # (B, T, D): the input of the feed-forward block
 row = int(np.argmax([len(s.split()) for s in sentences]))         # the longest sentence, shown below
@@ -120,7 +120,7 @@ targets = np.where(ids[:, 1:] == 0, -100, ids[:, 1:])               # (B, T-1): 
 history = {}
 for name, norm_first in (("post-norm", False), ("pre-norm", True)):
     stack_embed = Embedding(tokenizer.vocab_size, D, rng=args.seed)
-    stack = [TransformerEncoderLayer(D, H, dim_feedforward=F, dropout=0.0, norm_first=norm_first,
+    stack = [TransformerEncoderLayer(D, H, dim_feedforward=F, dropout=0.0, norm_first=norm_first, batch_first=True,
                                      rng=args.seed + 1 + i) for i in range(args.layers)]
     final = LayerNorm(D) if norm_first else None  # pre-norm ends with one more norm (GPT-2's ln_f)
     head = Linear(D, tokenizer.vocab_size, rng=args.seed)
