@@ -7,13 +7,16 @@ the record disagree. So after a change that moves a figure::
     python demos/record.py                    # every job below, one after the other
     python demos/record.py --only translate   # just these jobs; the others keep their recorded values
     python demos/record.py --list             # the jobs and their commands
-    python demos/record.py --update-readme    # record, then write the new figures into README.md
+    python demos/record.py --readme-only      # run nothing; write the recorded figures into README.md
 
-(``--update-readme`` rewrites only the figures registered in ``docs/records/figures.json``, with the digits
-README.md already gives them; the test names any other figure that differs.) Times depend on the machine
-and on what else it runs, so measure on a quiet machine: the record keeps the machine (CPU model, cores, BLAS
-library and threads, Python / NumPy / SciPy / PyTorch versions), the date and the load average before and
-after each job beside every number.
+As each job is recorded its figures are written into README.md (``--no-readme`` leaves README.md alone): only
+the figures registered in ``docs/records/figures.json``, with the digits README.md already gives them; the test
+names any other figure that differs. The test suite is recorded last, so that it checks a README.md that agrees
+with the record.
+
+Times depend on the machine and on what else it runs, so measure on a quiet machine: the record keeps the
+machine (CPU model, cores, BLAS library and threads, Python / NumPy / SciPy / PyTorch versions), the date and
+the load average before and after each job beside every number.
 
 A job is a command; what it records:
 
@@ -251,9 +254,9 @@ def main(argv=None) -> int:
     parser.add_argument("--note", default=None, help="a note kept with the record (e.g. why it was rerun)")
     parser.add_argument("--record", default=RECORD, help="the record file (default docs/records/demos.json)")
     parser.add_argument("--quiet", action="store_true", help="do not echo the jobs' output")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="after recording, write the recorded figures into README.md, each with the digits "
-                             "README.md gives it")
+    parser.add_argument("--no-readme", action="store_true",
+                        help="leave README.md as it is (by default each new figure is written into README.md, with the "
+                             "digits README.md gives it, as soon as its job is recorded)")
     parser.add_argument("--readme-only", action="store_true",
                         help="run nothing: only write the figures already recorded into README.md")
     args = parser.parse_args(argv)
@@ -304,9 +307,10 @@ def main(argv=None) -> int:
             "runs": {name: runs[name] for name in [j.name for j in JOBS] if name in runs},
         }
         write_atomic(args.record, record)
+        # README.md follows the record job by job, so that the test suite, recorded last, finds the two agreeing
+        if not args.no_readme and os.path.abspath(args.record) == RECORD:
+            update_readme()
     print(f"\nwrote {os.path.relpath(args.record, ROOT)}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
-    if args.update_readme:
-        update_readme()
     return 1 if failed else 0
 
 
@@ -321,7 +325,7 @@ def update_readme() -> None:
         text, changes = readme_figures.rewrite(handle.read(), registry, readme_figures.load_values(registry))
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
-    print("README.md: " + ("\n  ".join(["updated"] + changes) if changes else "every figure already matches"))
+    print("== README.md: " + ("\n  ".join(["updated"] + changes) if changes else "every figure already matches"))
     problems, _ = readme_figures.check_readme()
     for problem in problems:
         print(f"  still to fix by hand: {problem}")

@@ -53,6 +53,8 @@ def test_the_demo_record_holds_every_job_and_its_machine():
     recorded = set(record["runs"]) | ({RECORDING} if RECORDING else set())
     assert sorted(recorded) == sorted(jobs), "rerun `python demos/record.py` after adding or removing a job"
     for name, run in record["runs"].items():
+        if name == RECORDING:
+            continue  # its previous run, about to be replaced
         assert run["returncode"] == 0, f"{name} failed when it was recorded:\n{run.get('output_tail', '')}"
         assert run["wall_s"] > 0 and run["date"] and len(run["load_before"]) == 3, name
 
