@@ -86,7 +86,7 @@ RATE_COLUMNS = ["workload", "size", "GFLOP fwd", "ours GFLOP/s", "torch GFLOP/s"
                 "torch % floor"]
 CPU_MEMORY_COLUMNS = ["ours traced MB", "ours RSS MB", "torch RSS MB"]
 GPU_MEMORY_COLUMNS = ["ours peak MB", "torch peak MB"]
-LONG_COLUMNS = ["T", "ours full ms", "ours blocked ms", "torch ms", "full / torch", "blocked / torch",
+LONG_COLUMNS = ["length", "ours full ms", "ours blocked ms", "torch ms", "full / torch", "blocked / torch",
                 "ours full MB", "ours blocked MB", "torch MB", "spread (blocked / torch)"]
 
 
@@ -534,11 +534,11 @@ def long_table_rows(long_rows):
     body = []
     for row in long_rows:
         if row.error:
-            body.append([row.T, f"error: {row.error}"] + [""] * (len(LONG_COLUMNS) - 2))
+            body.append([f"T={row.T}", f"error: {row.error}"] + [""] * (len(LONG_COLUMNS) - 2))
             continue
         t = {impl: statistics.median(v) for impl, v in row.samples.items()}
         _, low, high = ratio_stats(row.samples["ours blocked"], row.samples["torch"])
-        body.append([row.T] + [_ms(t[impl]) for impl in LONG_IMPLS]
+        body.append([f"T={row.T}"] + [_ms(t[impl]) for impl in LONG_IMPLS]
                     + [f"{t['ours full'] / t['torch']:.2f}", f"{t['ours blocked'] / t['torch']:.2f}"]
                     + [_memory_cell(row.memory, impl, "rss_mb") for impl in LONG_IMPLS] + [f"{low:.2f}-{high:.2f}"])
     return body

@@ -124,7 +124,7 @@ def test_long_sequence_rows(quick_run):
             assert all(row["memory"][impl]["rss_mb"] >= 0 for impl in LONG_IMPLS)
     text = paths["markdown"].read_text()
     for T in QUICK_LONG_LENGTHS:
-        assert f"\n| {T} | " in text
+        assert f"\n| T={T} | " in text
 
 
 def test_progress_lines_with_an_estimate_of_the_time_left(quick_run):
