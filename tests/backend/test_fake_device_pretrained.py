@@ -2,11 +2,15 @@
 (the fake CuPy of ``fake_cupy.py``): same numbers as on the CPU, and no read-back to the host."""
 import copy
 
+import fake_cupy
 import numpy as np
 import pytest
+from test_fake_device import assert_same, to_dev
 
-import fake_cupy
-from numpy_transformer.functional.losses import cross_entropy_backward, cross_entropy_forward
+from numpy_transformer.functional.losses import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+)
 from numpy_transformer.models import (
     GPT,
     DistilBertConfig,
@@ -15,7 +19,6 @@ from numpy_transformer.models import (
     Seq2SeqTransformer,
     VisionTransformer,
 )
-from test_fake_device import assert_same, to_dev
 
 
 @pytest.fixture

@@ -2,11 +2,15 @@
 distribution, the protocol, and cached decoding equal to recomputation for GPT and the translator."""
 import numpy as np
 import pytest
+from reference import assert_close, require
 
 from numpy_transformer.functional.softmax import log_softmax_forward, softmax_forward
 from numpy_transformer.models import GPT, Seq2SeqTransformer
-from numpy_transformer.models.generation import filter_logits, generate, sample_next_token
-from reference import assert_close, require
+from numpy_transformer.models.generation import (
+    filter_logits,
+    generate,
+    sample_next_token,
+)
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 5, None), (0.7, None, 0.9), (1.3, 8, 0.5),

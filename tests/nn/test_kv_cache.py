@@ -22,7 +22,7 @@ def test_cache_appends_grows_and_reorders(rng):
     k1, v1 = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 4, 6))
     keys, values = cache.append(k1, v1)
     np.testing.assert_array_equal(keys, k1)
-    for step in range(20):                                        # past the first capacity, several doublings
+    for _ in range(20):                                           # past the first capacity, several doublings
         k, v = rng.standard_normal((2, 3, 1, 5)), rng.standard_normal((2, 3, 1, 6))
         keys, values = cache.append(k, v)
         k1, v1 = np.concatenate([k1, k], axis=2), np.concatenate([v1, v], axis=2)
