@@ -47,11 +47,12 @@ def configs(transformers):
     }
 
 
-def save_tiny(name: str, folder: str, seed: int = 0):
-    """Build the architecture ``name`` with random weights, save it to ``folder``; returns the torch model."""
+def save_tiny(name: str, folder: str, seed: int = 0, spec=None):
+    """Build the architecture ``name`` (or ``spec`` = (class, config)) with random weights, save it to
+    ``folder``; returns the torch model."""
     torch = require("torch")
     transformers = require("transformers")
-    hf_class, config = configs(transformers)[name]
+    hf_class, config = spec if spec is not None else configs(transformers)[name]
     config = copy.deepcopy(config)
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
