@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import hf_twins
-from numpy_transformer.text.bpe import train_byte_level_bpe
 from reference import require
+
+from numpy_transformer.text.bpe import train_byte_level_bpe
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "..", "demos", "10_gpt.py")
 
