@@ -223,3 +223,29 @@ def relative_error(ours, theirs) -> float:
     diff = float(np.max(np.abs(ours - theirs))) if ours.size else 0.0
     scale = float(np.max(np.abs(theirs))) if theirs.size else 0.0
     return diff / scale if scale > 0 else diff
+
+
+def readme_folders(root) -> None:
+    """Tiny folders under ``root`` named and laid out as the README's examples expect (random weights):
+    ``gpt2`` (GPT2LMHeadModel, vocab.json, merges.txt), ``distilbert-base-uncased`` (DistilBertForMaskedLM,
+    vocab.txt) and ``vit-base-patch16-224`` (ViTForImageClassification, 224 x 224 images in 16 x 16 patches)."""
+    transformers = require("transformers")
+    from numpy_transformer.text.bpe import train_byte_level_bpe
+
+    tokenizer = train_byte_level_bpe(["The Transformer is a model. " * 4, "Attention is all you need."], 300)
+    gpt2 = transformers.GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=WIDTH, n_layer=LAYERS, n_head=HEADS,
+                                   n_positions=64, bos_token_id=tokenizer.eos_token_id,
+                                   eos_token_id=tokenizer.eos_token_id)
+    save_tiny("gpt2", os.path.join(root, "gpt2"), spec=(transformers.GPT2LMHeadModel, gpt2))
+    tokenizer.save(os.path.join(root, "gpt2"))
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "fine", "film", "."]
+    distil = transformers.DistilBertConfig(vocab_size=len(words), dim=WIDTH, n_layers=LAYERS, n_heads=HEADS,
+                                           hidden_dim=FF, max_position_embeddings=POSITIONS)
+    folder = os.path.join(root, "distilbert-base-uncased")
+    save_tiny("distilbert", folder, spec=(transformers.DistilBertForMaskedLM, distil))
+    with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(words) + "\n")
+    vit = transformers.ViTConfig(image_size=224, patch_size=16, hidden_size=WIDTH, num_hidden_layers=LAYERS,
+                                 num_attention_heads=HEADS, intermediate_size=FF, num_labels=4)
+    save_tiny("vit", os.path.join(root, "vit-base-patch16-224"),
+              spec=(transformers.ViTForImageClassification, vit))
