@@ -13,7 +13,7 @@ loads on a machine without CuPy.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -21,6 +21,11 @@ _cupy_module = None  # the imported cupy module, once someone has asked for it
 
 #: the floating dtypes the library computes in; anything else is refused with a clear error
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+#: An array of this library: a ``numpy.ndarray`` on the CPU or a ``cupy.ndarray`` on a GPU. The alias names the
+#: arguments of every function for readers and type checkers; at run time each function takes either kind and
+#: computes with its array module (:func:`get_array_module`).
+Array = Union[np.ndarray, "cupy.ndarray"]  # noqa: F821 - cupy is optional, named for type checkers only
 
 
 def _import_cupy():

@@ -1,7 +1,7 @@
 """Argument checks shared by every op, so that bad input fails early with a message that helps.
 
 Each check raises ``ValueError`` (wrong shape or value) or ``TypeError`` (wrong type or dtype) whose
-message names the argument, what it got, and what was expected, e.g.::
+message names the argument, what it got, and what was expected, e.g.:
 
     ValueError: weight: got shape (3, 5); expected (4, 5) (out_features=4, in_features=5)
 """

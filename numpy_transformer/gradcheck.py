@@ -1,29 +1,29 @@
-"""Gradient checking: is a hand-written backward pass the true derivative of its forward pass?
+r"""Gradient checking: is a hand-written backward pass the true derivative of its forward pass?
 
-For a function ``out = f(x)`` and any fixed "upstream gradient" ``g`` (same shape as ``out``), the backward
-pass must return the gradient of the scalar ``L(x) = sum(g * f(x))``:
+For a function $y = f(x)$ and any fixed "upstream gradient" $g$ (same shape as $y$), the backward
+pass must return the gradient of the scalar $L(x) = \sum_j g_j f_j(x)$:
 
-.. math::
+$$
+\frac{\partial L}{\partial x_i} = \sum_j g_j \frac{\partial f_j}{\partial x_i}
+$$
 
-    \\frac{\\partial L}{\\partial x_i} = \\sum_j g_j \\frac{\\partial f_j}{\\partial x_i}
+Central differences estimate each component with an error of order $\epsilon^2$:
 
-Central differences estimate each component with an error of order ``eps**2``:
+$$
+\frac{\partial L}{\partial x_i} \approx \frac{L(x + \epsilon e_i) - L(x - \epsilon e_i)}{2 \epsilon}
+$$
 
-.. math::
-
-    \\frac{\\partial L}{\\partial x_i} \\approx \\frac{L(x + \\epsilon e_i) - L(x - \\epsilon e_i)}{2 \\epsilon}
-
-In float64 with ``eps = 1e-6`` this agrees with a correct backward pass to about 1e-9 relative, so any
+In float64 with $\epsilon = 10^{-6}$ this agrees with a correct backward pass to about 1e-9 relative, so any
 bug (a missing transpose, a forgotten path, a wrong sign) shows up as an error near 1. The upstream
 gradient is random, not all ones, so that a backward that ignores ``g`` or mixes up its axes cannot pass.
 
 The relative error of one gradient is measured against the size of that gradient:
 
-.. math::
+$$
+\text{err} = \frac{\max_i |a_i - n_i|}{\max(\max_i |a_i|, \max_i |n_i|)}
+$$
 
-    \\text{err} = \\frac{\\max_i |a_i - n_i|}{\\max(\\max_i |a_i|, \\max_i |n_i|)}
-
-where ``a`` is the analytic (hand-written) and ``n`` the numerical gradient. It is 0 for two exactly
+where $a$ is the analytic (hand-written) and $n$ the numerical gradient. It is 0 for two exactly
 equal gradients (both all zero included).
 
 Public API:

@@ -1,25 +1,25 @@
-"""Evaluation metrics: BLEU for translation, accuracy and F1 for classification.
+r"""Evaluation metrics: BLEU for translation, accuracy and F1 for classification.
 
-BLEU (Papineni et al., 2002), corpus level. For each n = 1..N, the *modified n-gram precision* pools the
+BLEU (Papineni et al., 2002), corpus level. For each $n = 1, \dots, N$, the *modified n-gram precision* pools the
 counts over the whole corpus:
 
-.. math::
-
-    p_n = \\frac{\\sum_{\\text{sentences}} \\sum_{g \\in \\text{n-grams(hyp)}} \\min(\\text{count}_{hyp}(g),
-          \\max_{\\text{ref}} \\text{count}_{ref}(g))}{\\sum_{\\text{sentences}} \\#\\text{n-grams(hyp)}}
+$$
+p_n = \frac{\sum_{\text{sentences}} \sum_{g \in \text{n-grams(hyp)}} \min(\text{count}_{hyp}(g),
+      \max_{\text{ref}} \text{count}_{ref}(g))}{\sum_{\text{sentences}} \#\text{n-grams(hyp)}}
+$$
 
 Each hypothesis n-gram counts at most as often as it occurs in the reference that has it most ("clipping"),
 so "the the the the" does not score on "the cat". Short hypotheses are punished by the brevity penalty, with
-``c`` the total hypothesis length and ``r`` the sum, over sentences, of the reference length closest to the
+$c$ the total hypothesis length and $r$ the sum, over sentences, of the reference length closest to the
 hypothesis length (the shorter one on a tie):
 
-.. math::
+$$
+\text{BP} = 1 \text{ if } c > r \text{ else } e^{1 - r/c}, \qquad
+\text{BLEU} = \text{BP} \cdot \exp\Big(\frac{1}{N} \sum_{n=1}^{N} \log p_n\Big)
+$$
 
-    \\text{BP} = 1 \\text{ if } c > r \\text{ else } e^{1 - r/c}, \\qquad
-    \\text{BLEU} = \\text{BP} \\cdot \\exp\\Big(\\frac{1}{N} \\sum_{n=1}^{N} \\log p_n\\Big)
-
-A single ``p_n = 0`` makes BLEU 0. ``smooth=True`` adds 1 to the numerator and the denominator of ``p_n`` for
-n >= 2 (Lin and Och, 2004), which keeps short or early-training outputs from all scoring 0.
+A single $p_n = 0$ makes BLEU 0. ``smooth=True`` adds 1 to the numerator and the denominator of $p_n$ for
+$n \ge 2$ (Lin and Och, 2004), which keeps short or early-training outputs from all scoring 0.
 
 The scores are fractions in [0, 1] (multiply by 100 for the usual reporting scale).
 """

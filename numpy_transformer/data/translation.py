@@ -7,7 +7,7 @@ positions away (the noun's gender and number decide the determiner, the adjectiv
 "the small cats sleep" -> "les petits chats dorment"), and one English word with several French translations
 ("the" -> le / la / les).
 
-Sentences are ``subject verb-phrase``::
+Sentences are ``subject verb-phrase``:
 
     subject     = determiner [adjective] noun              (singular or plural)
     verb-phrase = intransitive verb                        "the dog sleeps"          -> "le chien dort"
@@ -260,6 +260,7 @@ def translate(sentence: str) -> str:
 # ---------------------------------------------------------------------------------------------- sampling
 def _random_noun_phrase(rng: np.random.Generator, noun: str | None = None, adjective: str | None = None,
                         allow_adjective: bool = True) -> _NounPhrase:
+    """A random noun phrase; ``noun`` and ``adjective`` fix those words, else an adjective comes 6 times in 10."""
     if noun is None:
         noun = str(rng.choice(list(NOUNS)))
     determiner = str(rng.choice(list(DETERMINERS)))

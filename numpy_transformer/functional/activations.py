@@ -1,32 +1,34 @@
-"""Elementwise activations of the feed-forward block: ReLU and GELU (exact and tanh-approximate).
+r"""Elementwise activations of the feed-forward block: ReLU and GELU (exact and tanh-approximate).
 
 ReLU:
 
-.. math::
+$$
+y = \max(x, 0), \qquad \frac{dy}{dx} = [x > 0]
+$$
 
-    y = \\max(x, 0), \\qquad \\frac{dy}{dx} = [x > 0]
-
-(at the kink ``x = 0`` the derivative is taken as 0, as in PyTorch).
+(at the kink $x = 0$ the derivative is taken as 0, as in PyTorch).
 
 GELU weighs its input by the probability that a standard normal variable is smaller:
-``y = x \\Phi(x)``. The exact form uses the normal CDF through ``erf``:
+$y = x\,\Phi(x)$. The exact form uses the normal CDF through ``erf``:
 
-.. math::
+$$
+\Phi(x) = \tfrac12\left(1 + \mathrm{erf}(x/\sqrt2)\right), \qquad
+\frac{dy}{dx} = \Phi(x) + x\,\varphi(x), \quad \varphi(x) = \frac{e^{-x^2/2}}{\sqrt{2\pi}}
+$$
 
-    \\Phi(x) = \\tfrac12\\left(1 + \\mathrm{erf}(x/\\sqrt2)\\right), \\qquad
-    \\frac{dy}{dx} = \\Phi(x) + x\\,\\varphi(x), \\quad \\varphi(x) = \\frac{e^{-x^2/2}}{\\sqrt{2\\pi}}
+The tanh approximation (GPT-2, BERT's original code) replaces $\Phi$:
 
-The tanh approximation (GPT-2, BERT's original code) replaces ``\\Phi``:
+$$
+u = \sqrt{2/\pi}\,(x + 0.044715\,x^3), \qquad t = \tanh u, \qquad y = \tfrac12 x (1 + t)
+$$
 
-.. math::
-
-    u = \\sqrt{2/\\pi}\\,(x + 0.044715\\,x^3), \\qquad t = \\tanh u, \\qquad y = \\tfrac12 x (1 + t)
-
-    \\frac{dy}{dx} = \\tfrac12 (1 + t) + \\tfrac12 x (1 - t^2)\\,\\sqrt{2/\\pi}\\,(1 + 3 \\cdot 0.044715\\,x^2)
+$$
+\frac{dy}{dx} = \tfrac12 (1 + t) + \tfrac12 x (1 - t^2)\,\sqrt{2/\pi}\,(1 + 3 \cdot 0.044715\,x^2)
+$$
 
 Each backward differentiates exactly the formula its forward computed (the approximation is chosen once, in
 the forward, and stored in the cache), so the gradient is never that of a different function. The caches
-keep what the derivative reuses: ``x`` and ``\\Phi(x)`` for the exact form, ``x`` and ``t`` for the tanh
+keep what the derivative reuses: $x$ and $\Phi(x)$ for the exact form, $x$ and $t$ for the tanh
 form, so no transcendental function is evaluated twice.
 
 ``erf`` comes from ``scipy.special`` for NumPy arrays and from ``cupyx.scipy.special`` for CuPy arrays.
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module, is_cupy_array
+from ..backend import Array, get_array_module, is_cupy_array
 from ..checks import check_choice, check_float
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
@@ -48,7 +50,7 @@ _TANH_CUBIC = 0.044715
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 
 
-def _normal_cdf(x):
+def _normal_cdf(x: Array) -> Array:
     """``Phi(x) = (1 + erf(x / sqrt(2))) / 2`` of a NumPy or CuPy array, keeping its dtype.
 
     ``erf`` is ``scipy.special.erf`` or ``cupyx.scipy.special.erf``; the two passes after it update its
@@ -65,7 +67,7 @@ def _normal_cdf(x):
     return cdf
 
 
-def relu_forward(x):
+def relu_forward(x: Array) -> tuple[Array, dict]:
     """``max(x, 0)`` elementwise.
 
     Inputs:
@@ -81,7 +83,7 @@ def relu_forward(x):
     return out, {"positive": x > 0}
 
 
-def relu_backward(dout, cache):
+def relu_backward(dout: Array, cache: dict) -> Array:
     """Gradient of ReLU: ``dout`` where the input was positive, 0 elsewhere.
 
     Inputs:
@@ -91,11 +93,13 @@ def relu_backward(dout, cache):
     Returns:
         dx: shape of x
     """
+    # EXERCISE: pass dout through where the input was positive (the cache holds that mask).
     # forward: out = max(x, 0)
     return dout * cache["positive"]
+    # END EXERCISE
 
 
-def gelu_forward(x, approximate: str = "none"):
+def gelu_forward(x: Array, approximate: str = "none") -> tuple[Array, dict]:
     """GELU, ``x * Phi(x)``, exact (``approximate="none"``) or tanh-approximate (``"tanh"``).
 
     Matches ``torch.nn.functional.gelu(x, approximate=...)``.
@@ -121,7 +125,7 @@ def gelu_forward(x, approximate: str = "none"):
     return out, {"approximate": approximate, "x": x, "tanh": t}
 
 
-def gelu_backward(dout, cache):
+def gelu_backward(dout: Array, cache: dict) -> Array:
     """Gradient of GELU, the derivative of the same formula the forward used.
 
     Inputs:
@@ -131,6 +135,7 @@ def gelu_backward(dout, cache):
     Returns:
         dx: shape of x
     """
+    # EXERCISE: the derivative of the formula the forward chose, from the cached x and cdf (exact) or tanh.
     x = cache["x"]
     xp = get_array_module(dout, x)
     if cache["approximate"] == "none":
@@ -149,9 +154,10 @@ def gelu_backward(dout, cache):
     du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _TANH_CUBIC * (x * x))
     local = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx
     return dout * local
+    # END EXERCISE
 
 
-def activation_forward(x, name: str):
+def activation_forward(x: Array, name: str) -> tuple[Array, dict]:
     """Apply the activation called ``name``: ``"relu"``, ``"gelu"`` (exact) or ``"gelu_tanh"``.
 
     Inputs:
@@ -170,7 +176,7 @@ def activation_forward(x, name: str):
     return out, {"name": name, "inner": inner}
 
 
-def activation_backward(dout, cache):
+def activation_backward(dout: Array, cache: dict) -> Array:
     """Gradient of the activation chosen in :func:`activation_forward`.
 
     Inputs:
@@ -180,6 +186,8 @@ def activation_backward(dout, cache):
     Returns:
         dx: shape of x
     """
+    # EXERCISE: call the backward pass of the activation the forward chose, with its own cache.
     if cache["name"] == "relu":
         return relu_backward(dout, cache["inner"])
     return gelu_backward(dout, cache["inner"])
+    # END EXERCISE

@@ -1,42 +1,46 @@
-"""Scaled dot-product attention, with masks and dropout, and its backward pass.
+r"""Scaled dot-product attention, with masks and dropout, and its backward pass.
 
 Each query asks every key how well it matches (a dot product), turns the matches into probabilities with a
-softmax, and returns the probability-weighted average of the values ("Attention Is All You Need", eq. 1):
+softmax, and returns the probability-weighted average of the values ("Attention Is All You Need", eq. 1).
+For $T$ queries and $S$ keys:
 
-.. math::
+$$
+A = s\, Q K^\top + M, \qquad P = \mathrm{softmax}_{\text{rows}}(A), \qquad
+\tilde{P} = P \odot Z, \qquad O = \tilde{P} V
+$$
 
-    S = s\\, Q K^\\top + M, \\qquad P = \\mathrm{softmax}_{\\text{rows}}(S), \\qquad
-    \\tilde{P} = P \\odot Z, \\qquad O = \\tilde{P} V
-
-with ``s = 1/sqrt(Dh)`` by default (so the scores keep unit variance when q and k do), ``M`` the mask and
-``Z`` the dropout mask: ``Z = keep / (1 - p)`` with ``keep ~ Bernoulli(1 - p)`` (inverted dropout), or all
-ones without dropout. Every matrix here carries leading axes (usually (B, H)): the heads are just one more
-batch axis of one ``matmul``.
+with $A$ the $T \times S$ matrix of scores, $s = 1/\sqrt{D_h}$ by default (so the scores keep unit variance
+when $q$ and $k$ do), $M$ the mask and $Z$ the dropout mask: $Z = \mathrm{keep} / (1 - p)$ with
+$\mathrm{keep} \sim \mathrm{Bernoulli}(1 - p)$ (inverted dropout), or all ones without dropout. Every
+matrix here carries leading axes (usually (B, H)): the heads are just one more batch axis of one ``matmul``.
 
 Masks. A boolean ``mask`` is True where a query may NOT attend to a key (``torch.nn.MultiheadAttention``'s
 convention, the opposite of ``torch.nn.functional.scaled_dot_product_attention``'s boolean mask); those
-scores become ``-inf``. A float ``mask`` is added to the scores (0 = keep, ``-inf`` = forbid, anything in
+scores become $-\infty$. A float ``mask`` is added to the scores (0 = keep, $-\infty$ = forbid, anything in
 between biases). ``is_causal=True`` also forbids every key after the query's own position
-(:func:`causal_mask`). A ``-inf`` score gets probability exactly 0, so masking needs nothing special in the
+(:func:`causal_mask`). A $-\infty$ score gets probability exactly 0, so masking needs nothing special in the
 backward pass: a zero probability passes a zero gradient.
 
 A query row whose keys are ALL forbidden has no meaningful softmax (0/0). We define its weights, its output
 and its gradient to be exactly zero, never NaN (see :mod:`numpy_transformer.functional.softmax`); PyTorch
-gives NaN there. (A large finite penalty such as -1e9 on every key is not "all forbidden": the softmax is
+gives NaN there. (A large finite penalty such as $-10^9$ on every key is not "all forbidden": the softmax is
 then uniform, as in PyTorch.)
 
-Backward. With ``dO = dL/dO`` and ``dS``, ``dP`` ... the gradients of the loss with respect to each matrix,
-undo the forward lines from the last to the first:
+Backward. With $dO = \partial L / \partial O$, and $dA$, $dP$ ... the gradients of the loss with respect to
+each matrix, undo the forward lines from the last to the first:
 
-- ``O = P~ V``: a matrix product, so ``dV = P~^T dO`` (S, Dv) and ``dP~ = dO V^T`` (T, S).
-- ``P~ = P * Z``: elementwise, so ``dP = dP~ * Z``.
-- ``P = softmax(S)`` row by row: ``dS = P * (dP - rowsum(dP * P))`` (the closed form derived in
-  ``docs/derivations/softmax.md``; no Jacobian). The row sum is cheaper than it looks:
-  ``rowsum(dP * P) = rowsum(dP~ * P~) = rowsum((dO V^T) * P~) = rowsum(dO * (P~ V)) = rowsum(dO * O)``,
-  a sum over the Dv output features instead of the S keys (the trick of FlashAttention).
-- ``S = s Q K^T + M``: the mask is a constant, so ``dQ = s dS K`` (T, Dh) and ``dK = s dS^T Q`` (S, Dh).
+- $O = \tilde{P} V$: a matrix product, so $dV = \tilde{P}^\top dO$ $(S \times D_v)$ and
+  $d\tilde{P} = dO\, V^\top$ $(T \times S)$.
+- $\tilde{P} = P \odot Z$: elementwise, so $dP = d\tilde{P} \odot Z$.
+- $P = \mathrm{softmax}(A)$ row by row: $dA = P \odot (dP - \mathrm{rowsum}(dP \odot P))$ (the closed form
+  derived in ``docs/derivations/softmax.md``; no Jacobian). The row sum is cheaper than it looks:
+  $\mathrm{rowsum}(dP \odot P) = \mathrm{rowsum}(d\tilde{P} \odot \tilde{P})
+  = \mathrm{rowsum}(dO \odot \tilde{P} V) = \mathrm{rowsum}(dO \odot O)$,
+  a sum over the $D_v$ output features instead of the $S$ keys (the trick of FlashAttention).
+- $A = s\, Q K^\top + M$: the mask is a constant, so $dQ = s\, dA\, K$ $(T \times D_h)$ and
+  $dK = s\, dA^\top Q$ $(S \times D_h)$.
 
-A masked score has ``P = 0``, hence ``dS = 0`` there: the mask is already in ``P``. The full derivation is in
+A masked score has $P = 0$, hence $dA = 0$ there: the mask is already in $P$. The full derivation is in
 ``docs/derivations/attention.md``.
 
 Shapes: q (..., T, Dh), k (..., S, Dh), v (..., S, Dv); out (..., T, Dv); weights (..., T, S).
@@ -44,15 +48,16 @@ Shapes: q (..., T, Dh), k (..., S, Dh), v (..., S, Dv); out (..., T, Dv); weight
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from ..backend import get_array_module, seeded_generator
+from ..backend import Array, get_array_module, seeded_generator
 from ..checks import check_array, check_broadcastable, check_float, check_probability, check_same_dtype
 from .softmax import softmax_forward
 
 
-def causal_mask(T: int, S: int, xp=np):
+def causal_mask(T: int, S: int, xp: Any = np) -> Array:
     """The causal mask: True above the diagonal, i.e. where key position j > query position i (may NOT attend).
 
     Inputs:
@@ -69,7 +74,7 @@ def causal_mask(T: int, S: int, xp=np):
     return xp.triu(xp.ones((T, S), dtype=bool), k=1)            # (T, S)
 
 
-def _check_qkv(q, k, v) -> None:
+def _check_qkv(q: Array, k: Array, v: Array) -> None:
     for name, x in (("q", q), ("k", k), ("v", v)):
         check_float(name, x)
         if x.ndim < 2:
@@ -87,8 +92,10 @@ def _check_qkv(q, k, v) -> None:
         raise ValueError(f"v: got shape {tuple(v.shape)}; expected S = {k.shape[-2]} positions to match k")
 
 
-def scaled_dot_product_attention_forward(q, k, v, mask=None, is_causal: bool = False, dropout_p: float = 0.0,
-                                         rng=None, scale=None):
+def scaled_dot_product_attention_forward(q: Array, k: Array, v: Array, mask: Array | None = None,
+                                         is_causal: bool = False, dropout_p: float = 0.0,
+                                         rng: int | np.random.Generator | None = None,
+                                         scale: float | None = None) -> tuple[Array, Array, dict]:
     """Attention ``dropout(softmax(scale * q k^T + mask)) v``.
 
     Inputs:
@@ -164,7 +171,7 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, is_causal: bool = F
     return out, weights, cache
 
 
-def scaled_dot_product_attention_backward(dout, cache):
+def scaled_dot_product_attention_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
     """Gradients of attention with respect to q, k and v.
 
     Inputs:
@@ -174,6 +181,7 @@ def scaled_dot_product_attention_backward(dout, cache):
     Returns:
         dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
     """
+    # EXERCISE: undo out = dropped @ v, the dropout, the softmax and the scores, giving dq, dk, dv.
     q_scaled, k, v, scale = cache["q_scaled"], cache["k"], cache["v"], cache["scale"]
     dropped, keep_scale = cache["dropped"], cache["keep_scale"]
     xp = get_array_module(dout, q_scaled)
@@ -185,7 +193,7 @@ def scaled_dot_product_attention_backward(dout, cache):
     # forward: dropped = weights * keep_scale (ddropped is our own array: scaled in place)
     dweights = ddropped if keep_scale is None else xp.multiply(ddropped, keep_scale, out=ddropped)  # (..., T, S)
 
-    # forward: weights = softmax(scores); dS = P * (dP - rowsum(dP * P)), zero on masked entries and rows.
+    # forward: weights = softmax(scores); dA = P * (dP - rowsum(dP * P)), zero on masked entries and rows.
     # The row sum needs no (T, S) pass: rowsum(dP * P) = rowsum(dO * out), a (T, Dv) one (the identity
     # FlashAttention uses; derived in docs/derivations/attention.md). Plainly, with the softmax pair:
     # dscores = softmax_backward(dweights, softmax_cache). dweights is our own array: updated in place.
@@ -199,3 +207,4 @@ def scaled_dot_product_attention_backward(dout, cache):
     dq *= scale                                                 # d(scale * q) / dq = scale
     dk = xp.swapaxes(dscores, -1, -2) @ q_scaled                # (..., S, T) @ (..., T, Dh) -> (..., S, Dh)
     return dq, dk, dv
+    # END EXERCISE

@@ -1,17 +1,18 @@
-"""Inverted dropout.
+r"""Inverted dropout.
 
-During training each element is zeroed with probability ``p`` and the survivors are scaled by
-``1 / (1 - p)``, so the expected value of every element is unchanged and evaluation needs no rescaling:
+During training each element is zeroed with probability $p$ and the survivors are scaled by
+$1 / (1 - p)$, so the expected value of every element is unchanged and evaluation needs no rescaling:
 
-.. math::
+$$
+m_i \sim \mathrm{Bernoulli}(1 - p), \qquad s_i = \frac{m_i}{1 - p}, \qquad y_i = x_i s_i,
+\qquad \mathbb{E}[y_i] = x_i
+$$
 
-    m_i \\sim \\mathrm{Bernoulli}(1 - p), \\qquad s_i = \\frac{m_i}{1 - p}, \\qquad y_i = x_i s_i,
-    \\qquad \\mathbb{E}[y_i] = x_i
+In evaluation (``training=False``) or with $p = 0$ dropout is the identity.
 
-In evaluation (``training=False``) or with ``p = 0`` dropout is the identity.
-
-Backward. ``y`` is ``x`` times a constant ``s`` drawn in the forward pass, so ``dL/dx = dL/dy * s``: the
-same elements are dropped and the same scale applied. The cache keeps the scaled mask ``s`` (not ``x``,
+Backward. $y$ is $x$ times a constant $s$ drawn in the forward pass, so
+$\partial L / \partial x = \partial L / \partial y \odot s$: the same elements are dropped and the same scale
+applied. The cache keeps the scaled mask $s$ (not $x$,
 which the gradient does not need), or nothing when dropout was the identity.
 
 Randomness: ``rng`` is an int seed (reproducible), a Generator of x's array module (``numpy.random`` or
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, seeded_generator
+from ..backend import Array, get_array_module, seeded_generator
 from ..checks import check_float, check_probability
 
 
-def dropout_forward(x, p: float = 0.5, training: bool = True, rng=None):
+def dropout_forward(x: Array, p: float = 0.5, training: bool = True,
+                    rng: int | np.random.Generator | None = None) -> tuple[Array, dict]:
     """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)``.
 
     Inputs:
@@ -55,7 +57,7 @@ def dropout_forward(x, p: float = 0.5, training: bool = True, rng=None):
     return out, {"mask": mask}
 
 
-def dropout_backward(dout, cache):
+def dropout_backward(dout: Array, cache: dict) -> Array:
     """Gradient of dropout: the upstream gradient through the same scaled mask.
 
     Inputs:
@@ -65,9 +67,11 @@ def dropout_backward(dout, cache):
     Returns:
         dx: shape of x
     """
+    # EXERCISE: send dout through the same scaled mask (None: dropout was the identity).
     mask = cache["mask"]
     if mask is None:
         # forward: out = x (evaluation, or p = 0)
         return dout
     # forward: out = x * mask
     return dout * mask
+    # END EXERCISE

@@ -1,21 +1,21 @@
-"""Token embedding: look up one learned vector per token id.
+r"""Token embedding: look up one learned vector per token id.
 
-The table ``W`` has one row of width D for each of the V tokens of the vocabulary. Reading row ``ids`` is
-the same as multiplying a one-hot vector by ``W``, but a gather costs D reads per token instead of a
-V x D product, so that is what is done.
+The table $W$ has one row of width $D$ for each of the $V$ tokens of the vocabulary. Reading row ``ids`` is
+the same as multiplying a one-hot vector by $W$, but a gather costs $D$ reads per token instead of a
+$V \times D$ product, so that is what is done.
 
-Forward, for every position ``n`` of the id array:
+Forward, for every position $n$ of the id array:
 
-.. math::
+$$
+y_n = W_{\,\mathrm{id}_n}
+$$
 
-    y_n = W_{\\,\\mathrm{id}_n}
+Backward. With upstream gradient $g_n = \partial L / \partial y_n$, row $v$ of $W$ received every position whose
+id is $v$, so its gradient is the sum over those positions:
 
-Backward. With upstream gradient ``g_n = dL/dy_n``, row ``v`` of ``W`` received every position whose id is
-``v``, so its gradient is the sum over those positions:
-
-.. math::
-
-    \\frac{\\partial L}{\\partial W_v} = \\sum_{n \\,:\\, \\mathrm{id}_n = v} g_n
+$$
+\frac{\partial L}{\partial W_v} = \sum_{n \,:\, \mathrm{id}_n = v} g_n
+$$
 
 That is a scatter-add (``add.at``): a plain ``dW[ids] += g`` would keep only one of the repeated ids.
 Rows no id points to get zero. The row ``padding_idx`` (if any) is a constant padding vector, as in
@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, is_cupy_array
+from ..backend import Array, get_array_module, is_cupy_array
 from ..checks import check_float, check_integer, check_ndim
 
 
-def _scatter_add(target, index, values):
+def _scatter_add(target: Array, index: Array, values: Array) -> None:
     """``target[index[n]] += values[n]`` for every n, repeated indices adding up (unbuffered)."""
     if is_cupy_array(target):
         import cupyx  # cupyx.scatter_add exists in every CuPy release; cupy.add.at only in recent ones
@@ -44,7 +44,7 @@ def _scatter_add(target, index, values):
         get_array_module(target).add.at(target, index, values)
 
 
-def embedding_forward(ids, weight, padding_idx=None):
+def embedding_forward(ids: Array, weight: Array, padding_idx: int | None = None) -> tuple[Array, dict]:
     """Gather ``weight[ids]``.
 
     Inputs:
@@ -81,7 +81,7 @@ def embedding_forward(ids, weight, padding_idx=None):
     return out, cache
 
 
-def embedding_backward(dout, cache):
+def embedding_backward(dout: Array, cache: dict) -> Array:
     """Gradient of the table: scatter-add each position's gradient into the row of its id.
 
     Inputs:
@@ -91,6 +91,7 @@ def embedding_backward(dout, cache):
     Returns:
         dweight: (V, D); the row ``padding_idx`` is zero
     """
+    # EXERCISE: dweight (V, D): each position's gradient added into the row of its id; repeated ids add up.
     ids = cache["ids"]
     xp = get_array_module(dout, ids)
     width = dout.shape[-1]
@@ -100,3 +101,4 @@ def embedding_backward(dout, cache):
     if cache["padding_idx"] is not None:
         dweight[cache["padding_idx"]] = 0                       # the padding row is constant
     return dweight
+    # END EXERCISE

@@ -1,18 +1,18 @@
-"""Splitting the model width into attention heads, and merging the heads back.
+r"""Splitting the model width into attention heads, and merging the heads back.
 
-Multi-head attention runs H independent attentions of width ``Dh = D / H`` side by side. The features of
-one token, a vector of width D, are read as H consecutive blocks of width Dh (head h owns features
-``h*Dh ... (h+1)*Dh - 1``), and the head axis is moved next to the batch axis so that one batched ``matmul``
+Multi-head attention runs $H$ independent attentions of width $D_h = D / H$ side by side. The features of
+one token, a vector of width $D$, are read as $H$ consecutive blocks of width $D_h$ (head $h$ owns features
+$h D_h, \dots, (h+1) D_h - 1$), and the head axis is moved next to the batch axis so that one batched ``matmul``
 over (B, H) computes every head at once:
 
-.. math::
+$$
+X \in \mathbb{R}^{B \times T \times D} \;\to\; \mathbb{R}^{B \times T \times H \times D_h}
+\;\to\; \mathbb{R}^{B \times H \times T \times D_h}
+\qquad (\text{split: reshape, then swap } T \text{ and } H)
+$$
 
-    X \\in \\mathbb{R}^{B \\times T \\times D} \\;\\to\\; \\mathbb{R}^{B \\times T \\times H \\times D_h}
-    \\;\\to\\; \\mathbb{R}^{B \\times H \\times T \\times D_h}
-    \\qquad (\\text{split: reshape, then swap } T \\text{ and } H)
-
-Merging is the inverse: swap H and T back, then read the H blocks of width Dh as one vector of width
-``H * Dh``. This is exactly torch's ``x.view(B, T, H, Dh).transpose(1, 2)`` and its inverse.
+Merging is the inverse: swap $H$ and $T$ back, then read the $H$ blocks of width $D_h$ as one vector of width
+$H D_h$. This is exactly torch's ``x.view(B, T, H, Dh).transpose(1, 2)`` and its inverse.
 
 Backward. Both maps only move numbers around (a permutation of the entries), so the gradient of each is the
 inverse permutation applied to the upstream gradient: the backward of split is merge, and the backward of
@@ -24,10 +24,11 @@ where that happens.
 """
 from __future__ import annotations
 
+from ..backend import Array
 from ..checks import check_array, check_ndim, check_positive_int
 
 
-def split_heads_forward(x, num_heads: int):
+def split_heads_forward(x: Array, num_heads: int) -> tuple[Array, dict]:
     """Split the feature axis into heads and move the head axis before the positions.
 
     Inputs:
@@ -51,7 +52,7 @@ def split_heads_forward(x, num_heads: int):
     return out, {"num_heads": num_heads}
 
 
-def split_heads_backward(dout, cache):
+def split_heads_backward(dout: Array, cache: dict) -> Array:
     """Gradient of :func:`split_heads_forward`: merge the heads of ``dout`` back.
 
     Inputs:
@@ -61,12 +62,14 @@ def split_heads_backward(dout, cache):
     Returns:
         dx: (B, T, D) with D = H * Dh
     """
+    # EXERCISE: split only moved numbers around: undo the permutation.
     # forward: out = x.reshape(B, T, H, Dh).transpose(0, 2, 1, 3), a permutation: undo it
     dx, _ = merge_heads_forward(dout)                           # (B, H, T, Dh) -> (B, T, H * Dh)
     return dx
+    # END EXERCISE
 
 
-def merge_heads_forward(x):
+def merge_heads_forward(x: Array) -> tuple[Array, dict]:
     """Move the head axis back after the positions and join the heads into one feature axis.
 
     Inputs:
@@ -88,7 +91,7 @@ def merge_heads_forward(x):
     return out, {"num_heads": H}
 
 
-def merge_heads_backward(dout, cache):
+def merge_heads_backward(dout: Array, cache: dict) -> Array:
     """Gradient of :func:`merge_heads_forward`: split ``dout`` into heads again.
 
     Inputs:
@@ -98,6 +101,8 @@ def merge_heads_backward(dout, cache):
     Returns:
         dx: (B, H, T, Dh); a view of dout when dout is contiguous (no copy)
     """
+    # EXERCISE: merge only moved numbers around: undo the permutation.
     # forward: out = x.transpose(0, 2, 1, 3).reshape(B, T, H * Dh), a permutation: undo it
     dx, _ = split_heads_forward(dout, cache["num_heads"])       # (B, T, D) -> (B, H, T, Dh)
     return dx
+    # END EXERCISE

@@ -1,45 +1,48 @@
-"""Layer normalization over the last axis.
+r"""Layer normalization over the last axis.
 
-Each vector ``x`` of width D (one token's features) is normalized to zero mean and unit variance, then
+Each vector $x$ of width $D$ (one token's features) is normalized to zero mean and unit variance, then
 scaled and shifted by learned per-feature parameters ``gamma`` and ``beta`` (torch: ``weight``, ``bias``).
 
-Forward, for one row ``x`` of width D:
+Forward, for one row $x$ of width $D$:
 
-.. math::
+$$
+\mu = \frac{1}{D}\sum_i x_i, \qquad
+\sigma^2 = \frac{1}{D}\sum_i (x_i - \mu)^2, \qquad
+r = \frac{1}{\sqrt{\sigma^2 + \epsilon}}
+$$
 
-    \\mu = \\frac{1}{D}\\sum_i x_i, \\qquad
-    \\sigma^2 = \\frac{1}{D}\\sum_i (x_i - \\mu)^2, \\qquad
-    r = \\frac{1}{\\sqrt{\\sigma^2 + \\epsilon}}
+$$
+\hat{x}_i = (x_i - \mu)\, r, \qquad y_i = \gamma_i \hat{x}_i + \beta_i
+$$
 
-    \\hat{x}_i = (x_i - \\mu)\\, r, \\qquad y_i = \\gamma_i \\hat{x}_i + \\beta_i
+Note the variance is the biased one (divide by $D$), as in the paper and in ``torch.nn.LayerNorm``.
 
-Note the variance is the biased one (divide by D), as in the paper and in ``torch.nn.LayerNorm``.
+Backward. With upstream gradient $g = \partial L / \partial y$:
 
-Backward. With upstream gradient ``g = dL/dy``:
+- $\partial L / \partial \beta = \sum_{\text{rows}} g$ and
+  $\partial L / \partial \gamma = \sum_{\text{rows}} g \odot \hat{x}$ ($y$ is linear in both).
+- $\hat{g} = \partial L / \partial \hat{x} = g \odot \gamma$ (``dxhat`` in the code).
+- $\hat{x}$ depends on every $x_j$ of its row through $\mu$ and $r$. Using $\partial \mu / \partial x_j = 1/D$
+  and $\partial r / \partial x_j = -r^3 (x_j - \mu) / D = -r^2 \hat{x}_j / D$, the chain rule gives (derived
+  step by step in ``docs/derivations/layernorm.md``):
 
-- ``dbeta = sum over rows of g`` and ``dgamma = sum over rows of g * xhat`` (y is linear in both).
-- ``dxhat = g * gamma``.
-- ``xhat`` depends on every ``x_j`` of its row through ``mu`` and ``r``. Using ``d mu / d x_j = 1/D`` and
-  ``d r / d x_j = -r^3 (x_j - mu) / D = -r^2 xhat_j / D``, the chain rule gives (derived step by step in
-  ``docs/derivations/layernorm.md``):
+$$
+\frac{\partial L}{\partial x_j} = r \left( \hat{g}_j - \overline{\hat{g}}
+    - \hat{x}_j \, \overline{\hat{g} \odot \hat{x}} \right)
+$$
 
-.. math::
-
-    \\frac{\\partial L}{\\partial x_j} = r \\left( \\hat{g}_j - \\overline{\\hat{g}}
-        - \\hat{x}_j \\, \\overline{\\hat{g} \\odot \\hat{x}} \\right)
-
-where ``\\hat g = dxhat`` and a bar is the mean over the row. So the backward needs only ``xhat``, ``r`` and
-``gamma`` from the forward pass: that is exactly what the cache keeps.
+where a bar is the mean over the row. So the backward needs only $\hat{x}$ (``xhat``), $r$ (``rstd``) and
+$\gamma$ (``gamma``) from the forward pass: that is exactly what the cache keeps.
 
 Shapes: x (..., D), gamma and beta (D,); any number of leading axes (e.g. (B, T, D)).
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float, check_same_dtype, check_shape
 
 
-def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
+def layernorm_forward(x: Array, gamma: Array, beta: Array, eps: float = 1e-5) -> tuple[Array, dict]:
     """Normalize the last axis of ``x``, then scale by ``gamma`` and shift by ``beta``.
 
     Inputs:
@@ -77,7 +80,7 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
     return out, cache
 
 
-def layernorm_backward(dout, cache):
+def layernorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
     """Gradients of layer norm.
 
     Inputs:
@@ -87,6 +90,7 @@ def layernorm_backward(dout, cache):
     Returns:
         dx: (..., D), dgamma: (D,), dbeta: (D,)
     """
+    # EXERCISE: dx, dgamma and dbeta from the cached xhat, rstd and gamma; no D x D Jacobian.
     xhat, rstd, gamma = cache["xhat"], cache["rstd"], cache["gamma"]
     reduce_axes = tuple(range(dout.ndim - 1))  # every axis but the feature axis
 
@@ -110,3 +114,4 @@ def layernorm_backward(dout, cache):
     dx -= work
     dx *= rstd                                                   # (..., D)
     return dx, dgamma, dbeta
+    # END EXERCISE

@@ -1,28 +1,28 @@
-"""The affine map of a fully connected layer: ``out = x W^T + b``.
+r"""The affine map of a fully connected layer: $y = x W^\top + b$.
 
-The weight is stored as in ``torch.nn.Linear``: ``W`` has shape (Dout, Din), one row per output feature,
+The weight is stored as in ``torch.nn.Linear``: $W$ has shape (Dout, Din), one row per output feature,
 so a checkpoint from PyTorch loads without transposing.
 
-Forward, for one row ``x`` of width Din:
+Forward, for one row $x$ of width $D_{in}$:
 
-.. math::
-
-    y_j = \\sum_i x_i W_{ji} + b_j, \\qquad Y = X W^\\top + b
+$$
+y_j = \sum_i x_i W_{ji} + b_j, \qquad Y = X W^\top + b
+$$
 
 Any number of leading axes is allowed (a token sequence (B, T, Din), a batch (B, Din), one vector (Din,)).
-They are all flattened into one axis of M = product of the leading sizes, so the whole layer is a single
+They are all flattened into one axis of $M$ = product of the leading sizes, so the whole layer is a single
 2-D matrix product (M, Din) @ (Din, Dout), which BLAS runs at full speed; a 3-D ``dot`` would not.
 
-Backward. With upstream gradient ``G = dL/dY`` of shape (M, Dout):
+Backward. With upstream gradient $G = \partial L / \partial Y$ of shape (M, Dout):
 
-- ``dX = G W`` (M, Dout) @ (Dout, Din): each input feature collects the gradient of every output it feeds.
-- ``dW = G^T X`` (Dout, M) @ (M, Din): the weight is shared by all M rows, so its gradient sums over every
-  leading axis, and the sum is the inner dimension of the product.
-- ``db = sum over rows of G``: the bias is added to every row.
+- $dX = G W$, (M, Dout) @ (Dout, Din): each input feature collects the gradient of every output it feeds.
+- $dW = G^\top X$, (Dout, M) @ (M, Din): the weight is shared by all $M$ rows, so its gradient sums over
+  every leading axis, and the sum is the inner dimension of the product.
+- $db = \sum_{\text{rows}} G$: the bias is added to every row.
 
-So the backward needs ``X`` (for ``dW``) and ``W`` (for ``dX``): that is exactly what the cache keeps. A frozen
-layer asks for ``need_weight_grad=False`` and skips the ``dW`` product; the first layer of a network, whose
-input is data, asks for ``need_input_grad=False`` and skips the ``dX`` product.
+So the backward needs $X$ (for $dW$) and $W$ (for $dX$): that is exactly what the cache keeps. A frozen
+layer asks for ``need_weight_grad=False`` and skips the $dW$ product; the first layer of a network, whose
+input is data, asks for ``need_input_grad=False`` and skips the $dX$ product.
 
 Shapes: x (..., Din), weight (Dout, Din), bias (Dout,) or None, out (..., Dout).
 """
@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float, check_ndim, check_same_dtype, check_shape
 
 
-def linear_forward(x, weight, bias=None):
+def linear_forward(x: Array, weight: Array, bias: Array | None = None) -> tuple[Array, dict]:
     """Apply ``out = x @ weight.T + bias`` over the last axis of ``x``.
 
     Inputs:
@@ -72,7 +72,8 @@ def linear_forward(x, weight, bias=None):
     return out, cache
 
 
-def linear_backward(dout, cache, need_input_grad: bool = True, need_weight_grad: bool = True):
+def linear_backward(dout: Array, cache: dict, need_input_grad: bool = True,
+                    need_weight_grad: bool = True) -> tuple[Array | None, Array | None, Array | None]:
     """Gradients of the affine map.
 
     Inputs:
@@ -86,6 +87,7 @@ def linear_backward(dout, cache, need_input_grad: bool = True, need_weight_grad:
         dweight: (Dout, Din) or None when ``need_weight_grad`` is False
         dbias: (Dout,) or None when ``need_weight_grad`` is False or the layer has no bias
     """
+    # EXERCISE: from dout and the cached x2d and weight, compute dx, dweight and dbias (each only when asked for).
     x2d, weight = cache["x2d"], cache["weight"]
     xp = get_array_module(dout, weight)
     out_features, in_features = weight.shape
@@ -102,3 +104,4 @@ def linear_backward(dout, cache, need_input_grad: bool = True, need_weight_grad:
         # forward: x2d = x.reshape(M, Din)
         dx = dx2d.reshape(cache["lead_shape"] + (in_features,))  # (M, Din) -> (..., Din)
     return dx, dweight, dbias
+    # END EXERCISE

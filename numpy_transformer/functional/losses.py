@@ -1,42 +1,43 @@
-"""Cross-entropy loss from logits, with ``ignore_index`` and label smoothing (torch semantics).
+r"""Cross-entropy loss from logits, with ``ignore_index`` and label smoothing (torch semantics).
 
-Each row of ``logits`` (one position's scores over a vocabulary of V classes) is turned into log
-probabilities by a log-softmax, and the loss is the cross-entropy between a target distribution ``q`` and
-the predicted distribution ``p = softmax(z)``:
+Each row of ``logits`` (one position's scores over a vocabulary of $V$ classes) is turned into log
+probabilities by a log-softmax, and the loss is the cross-entropy between a target distribution $q$ and
+the predicted distribution $p = \mathrm{softmax}(z)$:
 
-.. math::
+$$
+\log p_c = z_c - \log \sum_k e^{z_k}, \qquad
+\ell = -\sum_c q_c \log p_c
+$$
 
-    \\log p_c = z_c - \\log \\sum_k e^{z_k}, \\qquad
-    \\ell = -\\sum_c q_c \\log p_c
+The log-sum-exp is computed stably: with $m = \max_k z_k$,
+$\log \sum_k e^{z_k} = m + \log \sum_k e^{z_k - m}$, so no exponent is larger than 0 and nothing overflows
+even for logits of $10^4$.
 
-The log-sum-exp is computed stably: with ``m = max_k z_k``,
-``log sum_k exp(z_k) = m + log sum_k exp(z_k - m)``, so no exponent is larger than 0 and nothing overflows
-even for logits of 1e4.
+Label smoothing $\epsilon$ (as in ``torch.nn.functional.cross_entropy``) mixes the one-hot target $t$ with the
+uniform distribution over all $V$ classes (the target class included):
 
-Label smoothing ``eps`` (as in ``torch.nn.functional.cross_entropy``) mixes the one-hot target ``t`` with the
-uniform distribution over all V classes (the target class included):
-
-.. math::
-
-    q_c = (1 - \\epsilon)\\, [c = t] + \\frac{\\epsilon}{V}, \\qquad
-    \\ell = (1 - \\epsilon)\\,(-\\log p_t) + \\epsilon \\cdot \\frac{1}{V} \\sum_c (-\\log p_c)
+$$
+q_c = (1 - \epsilon)\, [c = t] + \frac{\epsilon}{V}, \qquad
+\ell = (1 - \epsilon)\,(-\log p_t) + \epsilon \cdot \frac{1}{V} \sum_c (-\log p_c)
+$$
 
 Rows whose target equals ``ignore_index`` (padding) contribute nothing, and the loss is the mean over the
-``n`` rows that are not ignored: ``L = (1/n) sum over valid rows of l``. When every row is ignored, torch
+$n$ rows that are not ignored: $L = \frac{1}{n} \sum_{\text{valid rows}} \ell$. When every row is ignored, torch
 returns nan (0 / 0); here the loss is 0 and the gradient 0, so a batch of padding cannot poison training.
 
-Backward. For one row, ``d l / d z_c = p_c - q_c``: from ``log p_k = z_k - lse(z)`` follows
-``d log p_k / d z_c = [k = c] - p_c``, so ``d l / d z_c = -q_c + p_c sum_k q_k = p_c - q_c`` because ``q``
-sums to 1 (derived in ``docs/derivations/cross_entropy.md``). Hence
+Backward. For one row, $\partial \ell / \partial z_c = p_c - q_c$: from $\log p_k = z_k - \mathrm{lse}(z)$
+follows $\partial \log p_k / \partial z_c = [k = c] - p_c$, so
+$\partial \ell / \partial z_c = -q_c + p_c \sum_k q_k = p_c - q_c$ because $q$ sums to 1 (derived in
+``docs/derivations/cross_entropy.md``). Hence
 
-.. math::
+$$
+\frac{\partial L}{\partial z_{r c}} = \frac{g}{n} \left( p_{r c} - q_{r c} \right)
+    \text{ for a valid row } r, \qquad 0 \text{ for an ignored row}
+$$
 
-    \\frac{\\partial L}{\\partial z_{r c}} = \\frac{g}{n} \\left( p_{r c} - q_{r c} \\right)
-        \\text{ for a valid row } r, \\qquad 0 \\text{ for an ignored row}
-
-with ``g`` the upstream gradient of the scalar loss. ``q`` is never built: the gradient is
-``p - eps/V`` everywhere, minus ``1 - eps`` at the target (a scatter, not a one-hot product). The cache
-keeps ``probs``, the (clamped) targets, the mask of valid rows, ``n`` and ``eps``.
+with $g$ the upstream gradient of the scalar loss. $q$ is never built: the gradient is
+$p - \epsilon/V$ everywhere, minus $1 - \epsilon$ at the target (a scatter, not a one-hot product). The cache
+keeps ``probs``, the (clamped) targets, the mask of valid rows, $n$ and $\epsilon$.
 
 Shapes: logits (..., V), e.g. (B, V) or (B, T, V); targets (...) integer, e.g. (B,) or (B, T); the loss is
 a 0-d array.
@@ -47,11 +48,12 @@ import numbers
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float, check_integer
 
 
-def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoothing: float = 0.0):
+def cross_entropy_forward(logits: Array, targets: Array, ignore_index: int = -100,
+                          label_smoothing: float = 0.0) -> tuple[Array, dict]:
     """Mean cross-entropy between ``softmax(logits)`` and the (smoothed) targets over non-ignored positions.
 
     The same as ``torch.nn.functional.cross_entropy(logits.reshape(-1, V), targets.reshape(-1),
@@ -67,7 +69,8 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoot
     Returns:
         loss: 0-d array of the dtype of ``logits``
         cache: dict with ``probs`` (..., V) = softmax(logits), ``targets`` (...) with ignored positions set
-            to 0, ``valid`` (...) bool, ``count`` = number of valid positions (at least 1, a 0-d array) and ``label_smoothing``
+            to 0, ``valid`` (...) bool, ``count`` = number of valid positions (at least 1, a 0-d
+            array) and ``label_smoothing``
     """
     check_float("logits", logits)
     check_integer("targets", targets)
@@ -127,7 +130,7 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100, label_smoot
     return loss, cache
 
 
-def cross_entropy_backward(dloss, cache):
+def cross_entropy_backward(dloss: Array | float, cache: dict) -> Array:
     """Gradient of :func:`cross_entropy_forward` with respect to the logits.
 
     Inputs:
@@ -137,6 +140,7 @@ def cross_entropy_backward(dloss, cache):
     Returns:
         dlogits: (..., V), zero on ignored positions
     """
+    # EXERCISE: dlogits from the cached probs, targets, valid, count and label_smoothing; build no one-hot.
     probs, targets, valid = cache["probs"], cache["targets"], cache["valid"]
     count, eps = cache["count"], cache["label_smoothing"]
     xp = get_array_module(probs)
@@ -154,3 +158,4 @@ def cross_entropy_backward(dloss, cache):
     # forward: ignored positions were masked out of the sum
     dlogits *= scale * valid[..., None]                            # (..., V)
     return dlogits
+    # END EXERCISE

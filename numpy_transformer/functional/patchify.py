@@ -1,15 +1,15 @@
-"""Cutting images into patch vectors (the first step of a Vision Transformer) and gluing them back.
+r"""Cutting images into patch vectors (the first step of a Vision Transformer) and gluing them back.
 
-An image of C channels, H rows and W columns is cut into non-overlapping P x P squares. Each square is
-flattened into one vector of length C*P*P, and the squares are listed in row-major order (left to right,
-then top to bottom), so the image becomes a sequence of N = (H/P) * (W/P) "tokens":
+An image of $C$ channels, $H$ rows and $W$ columns is cut into non-overlapping $P \times P$ squares. Each
+square is flattened into one vector of length $C P^2$, and the squares are listed in row-major order (left to right,
+then top to bottom), so the image becomes a sequence of $N = (H/P)(W/P)$ "tokens":
 
-.. math::
+$$
+\text{patches}[b,\; i \cdot (W/P) + j,\; c \cdot P^2 + u \cdot P + v]
+    = \text{images}[b,\; c,\; i P + u,\; j P + v]
+$$
 
-    \\text{patches}[b,\\; i \\cdot (W/P) + j,\\; c \\cdot P^2 + u \\cdot P + v]
-        = \\text{images}[b,\\; c,\\; i P + u,\\; j P + v]
-
-for patch row i, patch column j, channel c and offset (u, v) inside the patch. Each vector is flattened in
+for patch row $i$, patch column $j$, channel $c$ and offset $(u, v)$ inside the patch. Each vector is flattened in
 (C, P, P) order, the order of a ``torch.nn.Conv2d`` weight, so a Linear layer with a ``weight`` of shape
 (D, C*P*P) applied to the patches equals ``Conv2d(C, D, kernel_size=P, stride=P)`` with the weight
 ``weight.reshape(D, C, P, P)`` (its output flattened and transposed to (B, N, D)). The patches also equal
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numbers
 
+from ..backend import Array
 from ..checks import check_float, check_ndim, check_positive_int
 
 
@@ -44,7 +45,7 @@ def _check_patch_size(patch_size, height: int, width: int) -> None:
         )
 
 
-def _images_to_patches(images, patch_size: int):
+def _images_to_patches(images: Array, patch_size: int) -> Array:
     """(B, C, H, W) -> (B, N, C*P*P); the forward of patchify and the backward of unpatchify."""
     batch, channels, height, width = images.shape
     rows, cols = height // patch_size, width // patch_size
@@ -53,7 +54,7 @@ def _images_to_patches(images, patch_size: int):
     return out.reshape(batch, rows * cols, channels * patch_size * patch_size)  # -> (B, N, C*P*P)
 
 
-def _patches_to_images(patches, image_shape, patch_size: int):
+def _patches_to_images(patches: Array, image_shape: tuple[int, int, int], patch_size: int) -> Array:
     """(B, N, C*P*P) -> (B, C, H, W); the forward of unpatchify and the backward of patchify."""
     batch = patches.shape[0]
     channels, height, width = image_shape
@@ -63,7 +64,7 @@ def _patches_to_images(patches, image_shape, patch_size: int):
     return out.reshape(batch, channels, height, width)                   # -> (B, C, H, W)
 
 
-def patchify_forward(images, patch_size: int):
+def patchify_forward(images: Array, patch_size: int) -> tuple[Array, dict]:
     """Cut each image into non-overlapping ``patch_size`` x ``patch_size`` patches, one vector per patch.
 
     Inputs:
@@ -85,7 +86,7 @@ def patchify_forward(images, patch_size: int):
     return patches, cache
 
 
-def patchify_backward(dpatches, cache):
+def patchify_backward(dpatches: Array, cache: dict) -> Array:
     """Gradient of :func:`patchify_forward`: put each patch gradient back where its pixels came from.
 
     Inputs:
@@ -95,12 +96,14 @@ def patchify_backward(dpatches, cache):
     Returns:
         dimages: (B, C, H, W)
     """
+    # EXERCISE: patchify only moved pixels around: put each patch gradient back where its pixels came from.
     # forward: patches = images -> (B, C, H/P, P, W/P, P) -> (B, H/P, W/P, C, P, P) -> (B, N, C*P*P);
     # a permutation of the pixels, so its gradient is the inverse permutation
     return _patches_to_images(dpatches, cache["image_shape"], cache["patch_size"])  # -> (B, C, H, W)
+    # END EXERCISE
 
 
-def unpatchify_forward(patches, image_shape, patch_size: int):
+def unpatchify_forward(patches: Array, image_shape: tuple[int, int, int], patch_size: int) -> tuple[Array, dict]:
     """Glue patch vectors back into images: the inverse of :func:`patchify_forward`.
 
     Inputs:
@@ -133,7 +136,7 @@ def unpatchify_forward(patches, image_shape, patch_size: int):
     return images, cache
 
 
-def unpatchify_backward(dimages, cache):
+def unpatchify_backward(dimages: Array, cache: dict) -> Array:
     """Gradient of :func:`unpatchify_forward`: cut the image gradient into patches again.
 
     Inputs:
@@ -143,6 +146,8 @@ def unpatchify_backward(dimages, cache):
     Returns:
         dpatches: (B, N, C*P*P)
     """
+    # EXERCISE: unpatchify only moved pixels around: cut the image gradient into patches again.
     # forward: images = patches -> (B, H/P, W/P, C, P, P) -> (B, C, H/P, P, W/P, P) -> (B, C, H, W);
     # the inverse permutation is patchify
     return _images_to_patches(dimages, cache["patch_size"])             # (B, C, H, W) -> (B, N, C*P*P)
+    # END EXERCISE

@@ -1,39 +1,41 @@
-"""Sinusoidal positional encoding ("Attention Is All You Need", section 3.5).
+r"""Sinusoidal positional encoding ("Attention Is All You Need", section 3.5).
 
-Attention by itself ignores the order of the tokens, so each position ``pos`` gets a fixed vector that is
-added to its token embedding. Channel pair ``(2i, 2i+1)`` is a sine and a cosine of the same frequency, and
-the frequencies fall geometrically from 1 to 1/10000 across the channels:
+Attention by itself ignores the order of the tokens, so each position $pos$ gets a fixed vector that is
+added to its token embedding. Channel pair $(2i, 2i+1)$ is a sine and a cosine of the same frequency, and
+the frequencies fall geometrically from 1 to $1/10000$ across the channels:
 
-.. math::
+$$
+PE_{pos,\,2i} = \sin\!\left(\frac{pos}{10000^{2i/D}}\right), \qquad
+PE_{pos,\,2i+1} = \cos\!\left(\frac{pos}{10000^{2i/D}}\right)
+$$
 
-    PE_{pos,\\,2i} = \\sin\\!\\left(\\frac{pos}{10000^{2i/D}}\\right), \\qquad
-    PE_{pos,\\,2i+1} = \\cos\\!\\left(\\frac{pos}{10000^{2i/D}}\\right)
+Because $\sin$ and $\cos$ of $pos + k$ are a fixed rotation of those of $pos$, a relative offset is a
+linear function of the encoding, which attention can learn to read. An odd width $D$ is allowed: the last
+channel, $2i = D - 1$, is a sine with no cosine partner.
 
-Because ``sin`` and ``cos`` of ``pos + k`` are a fixed rotation of those of ``pos``, a relative offset is a
-linear function of the encoding, which attention can learn to read. An odd width D is allowed: the last
-channel, ``2i = D - 1``, is a sine with no cosine partner.
-
-Forward, for a sequence x of length T starting at position ``offset`` (``offset > 0`` when decoding one
+Forward, for a sequence $x$ of length $T$ starting at position $offset$ ($offset > 0$ when decoding one
 token at a time after earlier ones):
 
-.. math::
+$$
+y_{t} = x_{t} + PE_{offset + t}
+$$
 
-    y_{t} = x_{t} + PE_{offset + t}
-
-Backward. The table is a constant, not a parameter, and ``y`` is ``x`` plus a constant, so
-``dL/dx = dL/dy``: the gradient passes through unchanged and the cache holds nothing.
+Backward. The table is a constant, not a parameter, and $y$ is $x$ plus a constant, so
+$\partial L / \partial x = \partial L / \partial y$: the gradient passes through unchanged and the cache holds nothing.
 
 Shapes: table (max_len, D), x (..., T, D) (usually (B, T, D)), out (..., T, D).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float, check_ndim, check_positive_int, check_same_dtype
 
 
-def sinusoidal_table(max_len: int, d_model: int, dtype=np.float32, xp=np):
+def sinusoidal_table(max_len: int, d_model: int, dtype: Any = np.float32, xp: Any = np) -> Array:
     """The table of sinusoidal position vectors.
 
     Inputs:
@@ -57,7 +59,7 @@ def sinusoidal_table(max_len: int, d_model: int, dtype=np.float32, xp=np):
     return table.astype(dtype, copy=False)
 
 
-def positional_encoding_forward(x, table, offset: int = 0):
+def positional_encoding_forward(x: Array, table: Array, offset: int = 0) -> tuple[Array, dict]:
     """Add the position vectors ``table[offset : offset + T]`` to the sequence ``x``.
 
     Inputs:
@@ -93,7 +95,7 @@ def positional_encoding_forward(x, table, offset: int = 0):
     return out, {}
 
 
-def positional_encoding_backward(dout, cache):
+def positional_encoding_backward(dout: Array, cache: dict) -> Array:
     """Gradient of the input: the same array as ``dout``, since the table is a constant.
 
     Inputs:
@@ -103,5 +105,7 @@ def positional_encoding_backward(dout, cache):
     Returns:
         dx: (..., T, D), ``dout`` itself (not a copy)
     """
+    # EXERCISE: the table is a constant: what is dx?
     # forward: out = x + table[offset : offset + T]
     return dout
+    # END EXERCISE

@@ -1,45 +1,47 @@
-"""Softmax and log-softmax along one axis, numerically stable, with closed-form backward passes.
+r"""Softmax and log-softmax along one axis, numerically stable, with closed-form backward passes.
 
-Softmax turns a vector of scores ``x`` into probabilities:
+Softmax turns a vector of scores $x$ (of length $N$) into probabilities:
 
-.. math::
+$$
+y_i = \frac{e^{x_i}}{\sum_j e^{x_j}} = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j
+$$
 
-    y_i = \\frac{e^{x_i}}{\\sum_j e^{x_j}} = \\frac{e^{x_i - m}}{\\sum_j e^{x_j - m}}, \\qquad m = \\max_j x_j
+Subtracting the row maximum $m$ changes nothing mathematically but keeps every exponent $\le 0$, so
+``exp`` never overflows (scores of $10^4$ are fine) and the largest term is exactly 1, so the sum is $\ge 1$.
 
-Subtracting the row maximum ``m`` changes nothing mathematically but keeps every exponent <= 0, so
-``exp`` never overflows (scores of 1e4 are fine) and the largest term is exactly 1, so the sum is >= 1.
+Log-softmax is computed as $\log y_i = (x_i - m) - \log \sum_j e^{x_j - m}$ (the log-sum-exp trick), never as
+``log(softmax(x))``, which would give $-\infty$ when a probability underflows to 0.
 
-Log-softmax is computed as ``x - m - log(sum_j exp(x_j - m))`` (the log-sum-exp trick), never as
-``log(softmax(x))``, which would give ``-inf`` when a probability underflows to 0.
-
-A row whose entries are all ``-inf`` (every choice forbidden, as in a fully masked attention row) has no
+A row whose entries are all $-\infty$ (every choice forbidden, as in a fully masked attention row) has no
 finite maximum; we shift it by 0 instead, its exponentials are all 0, and softmax returns a row of zeros
-(and a zero gradient) instead of NaN. (``torch.softmax`` returns NaN there.)
+(and a zero gradient) instead of NaN. Log-softmax returns the logarithm of that row of zeros, a row of
+$-\infty$, and a zero gradient, instead of NaN. (``torch.softmax`` and ``torch.log_softmax`` return NaN there.)
 
-Backward. With upstream gradient ``g = dL/dy``, and ``dy_i/dx_j = y_i (delta_ij - y_j)``:
+Backward. With upstream gradient $g = \partial L / \partial y$, and
+$\partial y_i / \partial x_j = y_i (\delta_{ij} - y_j)$:
 
-.. math::
+$$
+\frac{\partial L}{\partial x_j} = \sum_i g_i y_i (\delta_{ij} - y_j) = y_j \Big(g_j - \sum_i g_i y_i\Big)
+$$
 
-    \\frac{\\partial L}{\\partial x_j} = \\sum_i g_i y_i (\\delta_{ij} - y_j) = y_j \\Big(g_j - \\sum_i g_i y_i\\Big)
+For log-softmax, $\partial \log y_i / \partial x_j = \delta_{ij} - p_j$ with $p = \mathrm{softmax}(x)$:
 
-For log-softmax, ``d y_i / d x_j = delta_ij - p_j`` with ``p = softmax(x)``:
+$$
+\frac{\partial L}{\partial x_j} = g_j - p_j \sum_i g_i
+$$
 
-.. math::
-
-    \\frac{\\partial L}{\\partial x_j} = g_j - p_j \\sum_i g_i
-
-Both are a handful of elementwise operations and one reduction: the T x T Jacobian is never built.
-Derived step by step in ``docs/derivations/softmax.md``.
+Both are a handful of elementwise operations and one reduction along the axis: the $N \times N$ Jacobian
+is never built. Derived step by step in ``docs/derivations/softmax.md``.
 
 Shapes: x (..., N, ...) with the softmax taken along ``axis``; y has the shape of x.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float
 
 
-def _check_axis(x, axis) -> int:
+def _check_axis(x: Array, axis: int) -> int:
     """``axis`` must be an int that indexes an axis of ``x``; returns it as a non-negative int."""
     if isinstance(axis, bool) or not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
         raise ValueError(
@@ -48,7 +50,7 @@ def _check_axis(x, axis) -> int:
     return axis % x.ndim
 
 
-def _shifted_exp(x, axis: int):
+def _shifted_exp(x: Array, axis: int) -> tuple[Array, Array]:
     """``x - max`` and ``exp(x - max)`` along ``axis``; an all ``-inf`` row is shifted by 0, not by ``-inf``."""
     xp = get_array_module(x)
     row_max = x.max(axis=axis, keepdims=True)                   # (..., 1, ...)
@@ -57,7 +59,7 @@ def _shifted_exp(x, axis: int):
     return shifted, xp.exp(shifted)
 
 
-def softmax_forward(x, axis: int = -1, out=None):
+def softmax_forward(x: Array, axis: int = -1, out: Array | None = None) -> tuple[Array, dict]:
     """Softmax of ``x`` along ``axis``.
 
     Inputs:
@@ -85,7 +87,7 @@ def softmax_forward(x, axis: int = -1, out=None):
     return y, {"y": y, "axis": axis}
 
 
-def softmax_backward(dout, cache):
+def softmax_backward(dout: Array, cache: dict) -> Array:
     """Gradient of softmax.
 
     Inputs:
@@ -95,6 +97,7 @@ def softmax_backward(dout, cache):
     Returns:
         dx: the shape of x
     """
+    # EXERCISE: dx from dout and the cached y along axis, in O(N) per slice: build no Jacobian.
     y, axis = cache["y"], cache["axis"]
     xp = get_array_module(dout, y)
     # forward: y = exp(x - m) / sum(exp(x - m)); dx = y * (g - sum(g * y)), no Jacobian.
@@ -104,9 +107,10 @@ def softmax_backward(dout, cache):
     xp.subtract(dout, weighted_sum, out=dx)                     # g - sum(g * y)
     dx *= y                                                     # (..., N, ...)
     return dx
+    # END EXERCISE
 
 
-def log_softmax_forward(x, axis: int = -1):
+def log_softmax_forward(x: Array, axis: int = -1) -> tuple[Array, dict]:
     """Log-softmax of ``x`` along ``axis``: ``x - logsumexp(x)``.
 
     Inputs:
@@ -114,21 +118,25 @@ def log_softmax_forward(x, axis: int = -1):
         axis: the axis to normalize over
 
     Returns:
-        y: the shape of x, ``y = log(softmax(x))`` computed without taking the log of a probability
-        cache: dict with ``probs`` = softmax(x) (the shape of x) and ``axis``
+        y: the shape of x, ``y = log(softmax(x))`` computed without taking the log of a probability; a
+            slice that is all ``-inf`` stays all ``-inf`` (the log of softmax's row of zeros), never NaN
+        cache: dict with ``probs`` = softmax(x) (the shape of x), ``axis`` and ``empty`` (the shape of x
+            with ``axis`` of size 1, bool): True for the all ``-inf`` slices, whose gradient is zero
     """
     check_float("x", x)
     axis = _check_axis(x, axis)
     xp = get_array_module(x)
 
     shifted, exps = _shifted_exp(x, axis)                       # (..., N, ...)
-    total = exps.sum(axis=axis, keepdims=True)                  # (..., 1, ...)
+    total = exps.sum(axis=axis, keepdims=True)                  # (..., 1, ...); 0 only for an all -inf row
+    empty = total == 0                                          # (..., 1, ...) bool
+    total = xp.where(empty, 1, total)                           # all -inf row: log 1 = 0, so y stays -inf
     y = shifted - xp.log(total)                                 # (..., N, ...)
     probs = exps / total                                        # softmax, reusing exps: no second exp
-    return y, {"probs": probs, "axis": axis}
+    return y, {"probs": probs, "axis": axis, "empty": empty}
 
 
-def log_softmax_backward(dout, cache):
+def log_softmax_backward(dout: Array, cache: dict) -> Array:
     """Gradient of log-softmax.
 
     Inputs:
@@ -138,8 +146,12 @@ def log_softmax_backward(dout, cache):
     Returns:
         dx: the shape of x
     """
+    # EXERCISE: dx from dout and the cached probs along axis; a slice marked empty gets a zero gradient.
     probs, axis = cache["probs"], cache["axis"]
     # forward: y = x - m - log(sum(exp(x - m))); dx = g - softmax(x) * sum(g)
     dout_sum = dout.sum(axis=axis, keepdims=True)               # (..., N, ...) -> (..., 1, ...)
     dx = dout - probs * dout_sum                                # (..., N, ...)
+    # forward: an all -inf row stayed -inf whatever x did there, so its gradient is zero
+    dx *= ~cache["empty"]                                       # (..., N, ...)
     return dx
+    # END EXERCISE

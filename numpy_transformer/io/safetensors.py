@@ -1,6 +1,6 @@
 """Read and write the safetensors format with NumPy alone.
 
-A ``.safetensors`` file is three parts, one after another::
+A ``.safetensors`` file is three parts, one after another:
 
     [8 bytes]  N, the length of the header, an unsigned 64-bit little-endian integer
     [N bytes]  the header: UTF-8 JSON, {name: {"dtype": "F32", "shape": [384, 384],

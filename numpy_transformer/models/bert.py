@@ -1,7 +1,7 @@
 r"""BERT (Devlin et al., 2019) as the library's own layers, loadable from a Hugging Face folder.
 
 BERT is an encoder-only Transformer. A batch of token ids becomes vectors by adding three learned tables,
-then goes through N post-norm encoder layers:
+then goes through $N$ post-norm encoder layers:
 
 $$
 \begin{aligned}

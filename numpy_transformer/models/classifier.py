@@ -1,6 +1,6 @@
 """A BERT-style sequence classifier: a Transformer encoder over token ids, pooled to one vector, then a Linear.
 
-Forward::
+Forward:
 
     x = E[ids] + P[0:T]                         (B, T) -> (B, T, D), learned positions, dropout
     x = Encoder(x, key padding mask ids == pad) (B, T, D), post-norm layers (BERT's) unless norm_first

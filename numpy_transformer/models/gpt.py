@@ -23,7 +23,7 @@ the mask (the number of real tokens before each token), so that a left-padded pr
 as ``transformers``' ``generate`` does.
 
 Tied weights. The embedding matrix $E$ (V, D) is used twice, as the lookup table and as the output
-projection, so its gradient is the sum of the scatter-add from the lookup and $\mathrm{dlogits}^\top h$
+projection, so its gradient is the sum of the scatter-add from the lookup and $d\mathrm{logits}^\top h$
 from the projection (both add into the same ``Parameter.grad``).
 
 Generation. :meth:`GPT.generate` calls :func:`~numpy_transformer.models.generation.generate`, which relies on
@@ -97,6 +97,7 @@ class GPT(Module):
 
     # ----------------------------------------------------------------------------------- forward
     def _check_ids(self, ids, past: int = 0, attention_mask=None) -> None:
+        """``ids`` must be integer (B, T) with 1 <= ``past`` + T <= ``max_len``; a mask (B, past + T)."""
         check_integer("ids", ids)
         check_ndim("ids", ids, 2, "(B, T)")
         if ids.shape[1] == 0 or past + ids.shape[1] > self.max_len:

@@ -1,9 +1,9 @@
-"""An encoder-decoder Transformer that translates one token sequence into another ("Attention Is All You Need").
+r"""An encoder-decoder Transformer that translates one token sequence into another ("Attention Is All You Need").
 
 The source ids ``(B, S)`` and the target ids shifted right ``(B, T)`` (they start with ``bos_id``) are
-embedded, scaled by ``sqrt(D)`` (so that the N(0, 1) embeddings and the unit-size sinusoidal positions are of
+embedded, scaled by $\sqrt{D}$ (so that the $N(0, 1)$ embeddings and the unit-size sinusoidal positions are of
 comparable size), given sinusoidal positions, and passed through :class:`~numpy_transformer.nn.Transformer`.
-A final Linear (the "generator") turns each decoder output vector into scores over the target vocabulary::
+A final Linear (the "generator") turns each decoder output vector into scores over the target vocabulary:
 
     src   = PE(E_src[src_ids] * sqrt(D))                       (B, S, D)
     tgt   = PE(E_tgt[tgt_in_ids] * sqrt(D))                    (B, T, D)
@@ -17,7 +17,7 @@ Padding. Token ``pad_id`` marks padding in both sequences: the key padding masks
 
 Weight tying (``tie_weights=True``, as in the paper) makes the target embedding and the generator share one
 ``(V, D)`` Parameter. The state dict then holds it under both names (as torch does), ``parameters()`` lists it
-once, and the backward pass adds both gradients into it: the generator's ``dW = dlogits^T h`` and the
+once, and the backward pass adds both gradients into it: the generator's $dW = d\mathrm{logits}^\top h$ and the
 embedding's scatter-add of ``d tgt``.
 
 Backward is the forward read upwards: the generator's backward, the Transformer's backward giving
@@ -141,6 +141,7 @@ class Seq2SeqTransformer(Module):
 
     # ----------------------------------------------------------------------------------- pieces
     def _check_ids(self, name: str, ids, vocab_size: int) -> None:
+        """``ids`` must be an integer (B, positions) array with at least one position."""
         check_integer(name, ids)
         check_ndim(name, ids, 2, "(B, positions)")
         if ids.shape[1] == 0:
@@ -307,6 +308,7 @@ class Seq2SeqTransformer(Module):
 
     # ----------------------------------------------------------------------------------- decoding
     def _check_decode_args(self, src_ids, max_len, bos_id, eos_id):
+        """The source ids, a positive ``max_len``, and ``bos_id`` / ``eos_id`` in the target vocabulary."""
         self._check_ids("src_ids", src_ids, self.src_embed.weight.shape[0])
         check_positive_int("max_len", max_len)
         vocab = self.tgt_embed.weight.shape[0]

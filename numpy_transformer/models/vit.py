@@ -1,6 +1,6 @@
 """The Vision Transformer (Dosovitskiy et al. 2020): an image is a sentence of patches.
 
-Forward::
+Forward:
 
     x = PatchEmbed(images)                       (B, C, H, W) -> (B, N, D), N = (H/P)(W/P) patches
     x = [cls; x] + pos                           (B, N+1, D): a learned class token first, learned positions

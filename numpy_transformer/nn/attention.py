@@ -1,17 +1,19 @@
-"""Multi-head attention as a layer: ``torch.nn.MultiheadAttention`` with its parameters, masks and keys.
+r"""Multi-head attention as a layer: ``torch.nn.MultiheadAttention`` with its parameters, masks and keys.
 
-A token does not attend once but H times, each time in its own learned subspace of width ``Dh = D / H``
+A token does not attend once but $H$ times, each time in its own learned subspace of width $D_h = D / H$
 ("Attention Is All You Need", section 3.2.2):
 
-.. math::
+$$
+Q = X_q W_q^\top + b_q, \quad K = X_k W_k^\top + b_k, \quad V = X_v W_v^\top + b_v
+$$
 
-    Q = X_q W_q^\\top + b_q, \\quad K = X_k W_k^\\top + b_k, \\quad V = X_v W_v^\\top + b_v
+$$
+\text{head}_h = \mathrm{softmax}\Big(\frac{Q_h K_h^\top}{\sqrt{D_h}} + M\Big) V_h, \qquad
+\text{out} = \mathrm{concat}(\text{head}_1, \dots, \text{head}_H)\, W_o^\top + b_o
+$$
 
-    \\text{head}_h = \\mathrm{softmax}\\Big(\\frac{Q_h K_h^\\top}{\\sqrt{D_h}} + M\\Big) V_h, \\qquad
-    \\text{out} = \\mathrm{concat}(\\text{head}_1, \\dots, \\text{head}_H)\\, W_o^\\top + b_o
-
-where ``Q_h`` is the h-th block of Dh columns of ``Q``. As in torch, the three input projections are the
-three row blocks of ONE matrix ``in_proj_weight`` (3D, D) = ``[W_q; W_k; W_v]`` with ``in_proj_bias`` (3D,),
+where $Q_h$ is the $h$-th block of $D_h$ columns of $Q$. As in torch, the three input projections are the
+three row blocks of ONE matrix ``in_proj_weight`` (3D, D) = $[W_q; W_k; W_v]$ with ``in_proj_bias`` (3D,),
 and the output projection is a :class:`~numpy_transformer.nn.layers.Linear` named ``out_proj``, so the
 ``state_dict`` keys are torch's: ``in_proj_weight``, ``in_proj_bias``, ``out_proj.weight``, ``out_proj.bias``.
 
@@ -49,8 +51,9 @@ Backward: the forward read upwards. ``out = out_proj(merge(attn(split(q), split(
 gradient goes through ``out_proj.backward``, ``merge_heads_backward``, the attention backward, three
 ``split_heads_backward`` and the input projection's backward, the latter once per fused product, the way
 the forward computed it. (For a fused product the three head gradients are merged straight into one
-(B, T, 3D) buffer: the same numbers as merging each and concatenating, with one copy instead of two.) The weight gradient of the fused (3D, D) matrix is the concatenation of its blocks'
-gradients. Derived in ``docs/derivations/multihead.md``.
+(B, T, 3D) buffer: the same numbers as merging each and concatenating, with one copy instead of two.) The
+weight gradient of the fused (3D, D) matrix is the concatenation of its blocks' gradients. Derived in
+``docs/derivations/multihead.md``.
 
 Decoding with a key/value cache (inference). A decoder that writes one token at a time would recompute,
 at every step, the keys and values of every earlier position, although they never change: the keys and

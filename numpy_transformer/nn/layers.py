@@ -38,9 +38,9 @@ def _uniform(rng, shape, bound: float, dtype):
 
 
 class Linear(Module):
-    """``y = x W^T + b`` (torch's ``nn.Linear``): weight (out_features, in_features), bias (out_features,).
+    r"""$y = x W^\top + b$ (torch's ``nn.Linear``): weight (out_features, in_features), bias (out_features,).
 
-    Initialized as torch does: every weight and bias entry ~ U(-1/sqrt(in), 1/sqrt(in)).
+    Initialized as torch does: every weight and bias entry $\sim U(-1/\sqrt{D_{in}}, 1/\sqrt{D_{in}})$.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32, rng=None):
@@ -293,11 +293,11 @@ class PositionalEncoding(Module):
 
 
 class PatchProjection(Module):
-    """A ``Conv2d(C, D, kernel_size=P, stride=P)`` written as a Linear on flattened patches.
+    r"""A ``Conv2d(C, D, kernel_size=P, stride=P)`` written as a Linear on flattened patches.
 
     Its weight is stored in Conv2d's layout (D, C, P, P) so that torch's ``proj.weight`` loads unchanged; the
     forward views it as (D, C*P*P), which matches :func:`patchify_forward`'s (C, P, P) flattening order.
-    Initialized as torch's Conv2d: U(-1/sqrt(C*P*P), 1/sqrt(C*P*P)) for weight and bias.
+    Initialized as torch's Conv2d: $U(-1/\sqrt{C P^2}, 1/\sqrt{C P^2})$ for weight and bias.
     """
 
     def __init__(self, in_channels: int, out_channels: int, patch_size: int, dtype=np.float32, rng=None):

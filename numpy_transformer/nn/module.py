@@ -159,9 +159,11 @@ class Module:
 
     # ----------------------------------------------------------------------------------- forward / backward
     def forward(self, *args, **kwargs):
+        """Compute the output, keeping on ``self`` what ``backward`` needs; every layer writes its own."""
         raise NotImplementedError(f"{type(self).__name__}.forward is not written")
 
     def backward(self, dout):
+        """Return the gradient of each input and ADD each parameter's gradient into ``param.grad``."""
         raise NotImplementedError(f"{type(self).__name__}.backward is not written")
 
     def __call__(self, *args, **kwargs):
@@ -176,6 +178,7 @@ class Module:
 
     # ----------------------------------------------------------------------------------- traversal
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        """``(name, module)`` for each direct submodule, in registration order (``None`` slots skipped)."""
         for name, module in self._modules.items():
             if module is not None:
                 yield name, module
@@ -384,6 +387,7 @@ class Module:
 
     # ----------------------------------------------------------------------------------- printing
     def extra_repr(self) -> str:
+        """The layer's own settings for ``repr`` (e.g. ``in_features=4, out_features=3``); empty here."""
         return ""
 
     def __repr__(self) -> str:

@@ -1,8 +1,8 @@
-"""The Transformer of "Attention Is All You Need" as layers: ``torch.nn.Transformer`` and its parts.
+r"""The Transformer of "Attention Is All You Need" as layers: ``torch.nn.Transformer`` and its parts.
 
 An encoder layer is two residual sub-blocks, self-attention and a position-wise feed-forward network, each
 followed (post-norm, the paper's and torch's default) or preceded (``norm_first=True``, pre-norm) by a
-layer norm::
+layer norm:
 
     post-norm                                         pre-norm (norm_first=True)
     x = norm1(x + sa_block(x))                        x = x + sa_block(norm1(x))
@@ -14,7 +14,7 @@ layer norm::
 A decoder layer has a third sub-block between the two, cross-attention from the target to the encoder's
 output ``memory`` (``mha_block(x, memory) = dropout2(multihead_attn(x, memory, memory))``; the decoder's
 feed-forward block then ends with ``dropout3`` and ``norm3``). :class:`TransformerEncoder` and
-:class:`TransformerDecoder` stack N copies of a layer and add an optional final norm;
+:class:`TransformerDecoder` stack $N$ copies of a layer and add an optional final norm;
 :class:`Transformer` is the encoder-decoder pair with final norms on both.
 
 Names, constructor arguments, ``forward`` signatures, mask conventions and ``state_dict`` keys are
@@ -23,7 +23,7 @@ Names, constructor arguments, ``forward`` signatures, mask conventions and ``sta
 Backward. Each ``backward`` is the ``forward`` read from the bottom up, and each step names the forward
 line it undoes. Two facts of the chain rule do all the work:
 
-- a residual ``y = x + f(x)`` sends the upstream gradient both ways: ``dx = dy + f'(x)^T dy``;
+- a residual $y = x + f(x)$ sends the upstream gradient both ways: $dx = dy + f'(x)^\top dy$;
 - the memory is read by the cross-attention of EVERY decoder layer, so its gradient is the sum over the
   layers (:meth:`TransformerDecoder.backward`), and in :class:`Transformer` that sum flows into the encoder.
 
@@ -506,7 +506,10 @@ class Transformer(Module):
         self._reset_parameters(generator)
 
     def _reset_parameters(self, generator) -> None:
-        """Xavier-uniform for every parameter with more than one axis: U(-b, b), b = sqrt(6 / (fan_in + fan_out))."""
+        r"""Xavier-uniform for every parameter with more than one axis.
+
+        $U(-b, b)$ with $b = \sqrt{6 / (n_{in} + n_{out})}$, $n$ the fan-in and fan-out.
+        """
         for _, param in self.named_parameters():
             if len(param.shape) > 1:
                 fan_out, fan_in = param.shape[0], param.shape[1]

@@ -1,11 +1,12 @@
-"""Gradient clipping by the global norm, as ``torch.nn.utils.clip_grad_norm_``.
+r"""Gradient clipping by the global norm, as ``torch.nn.utils.clip_grad_norm_``.
 
-All gradients together are seen as one long vector ``g``. If its norm ``||g||`` exceeds ``max_norm``, every
-gradient is scaled by ``max_norm / (||g|| + 1e-6)``, which keeps the direction and caps the length:
+All gradients together are seen as one long vector $g$. If its norm $\lVert g \rVert$ exceeds ``max_norm``,
+every gradient is scaled by $\text{max\_norm} / (\lVert g \rVert + 10^{-6})$, which keeps the direction and
+caps the length:
 
-.. math::
-
-    g \\leftarrow g \\cdot \\min\\left(1, \\frac{\\text{max\\_norm}}{\\lVert g \\rVert + 10^{-6}}\\right)
+$$
+g \leftarrow g \cdot \min\left(1, \frac{\text{max\_norm}}{\lVert g \rVert + 10^{-6}}\right)
+$$
 
 The norm of the long vector is the norm of the per-array norms (for any p-norm), so it is computed without
 concatenating anything. The factor is applied whether or not it is 1, so no value ever has to be read back

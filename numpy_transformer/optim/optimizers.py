@@ -1,4 +1,4 @@
-"""Optimizers: SGD (momentum, Nesterov, weight decay), Adam and AdamW, with torch.optim's semantics.
+r"""Optimizers: SGD (momentum, Nesterov, weight decay), Adam and AdamW, with torch.optim's semantics.
 
 An optimizer holds the parameters it updates in ``param_groups``, a list of dicts exactly as in torch: each
 has ``"params"`` (a list of :class:`~numpy_transformer.nn.Parameter`) and its own hyper-parameters
@@ -10,18 +10,20 @@ Each ``step()`` updates each parameter with a few whole-array operations, in pla
 device and in its dtype; hyper-parameters are Python floats, so nothing leaves the device and nothing is
 upcast. A parameter whose ``grad`` is None or whose ``requires_grad`` is False is skipped.
 
-Adam, for gradient g at step t (the paper's algorithm 1, as torch writes it):
+Adam, for gradient $g$ at step $t$ (the paper's algorithm 1, as torch writes it):
 
-.. math::
+$$
+m_t = \beta_1 m_{t-1} + (1-\beta_1) g, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g^2
+$$
 
-    m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g, \\qquad v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g^2
+$$
+\theta_t = \theta_{t-1} - \frac{lr}{1-\beta_1^t} \cdot
+    \frac{m_t}{\sqrt{v_t} / \sqrt{1-\beta_2^t} + \epsilon}
+$$
 
-    \\theta_t = \\theta_{t-1} - \\frac{lr}{1-\\beta_1^t} \\cdot
-        \\frac{m_t}{\\sqrt{v_t} / \\sqrt{1-\\beta_2^t} + \\epsilon}
-
-Adam's ``weight_decay`` adds ``wd * theta`` to g (L2 regularization, which the adaptive scaling then
-distorts); AdamW instead shrinks the weights directly, ``theta <- theta (1 - lr * wd)``, before the Adam
-step (Loshchilov and Hutter's decoupled weight decay).
+Adam's ``weight_decay`` adds $wd \cdot \theta$ to $g$ (L2 regularization, which the adaptive scaling then
+distorts); AdamW instead shrinks the weights directly, $\theta \leftarrow \theta\,(1 - lr \cdot wd)$, before
+the Adam step (Loshchilov and Hutter's decoupled weight decay).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Two tiny tokenizers for the demos: one id per character, or one id per word.
 
-Both reserve the first four ids for the special tokens::
+Both reserve the first four ids for the special tokens:
 
     0 <pad>   fills a batch up to its longest sentence (masked out of attention and loss)
     1 <bos>   begin of sentence: the first input of a decoder

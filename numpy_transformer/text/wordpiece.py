@@ -1,4 +1,4 @@
-"""BERT's WordPiece tokenizer in pure Python.
+r"""BERT's WordPiece tokenizer in pure Python.
 
 Text becomes token ids in three steps:
 
@@ -6,7 +6,7 @@ Text becomes token ids in three steps:
    spelled, are cut out first and kept whole: ``"a[MASK]b"`` -> ``a``, ``[MASK]``, ``b``.
 2. **Basic tokenization** of the rest, as in the original BERT:
 
-   - clean: drop ``\\x00``, ``\\ufffd`` and control characters (Unicode category C*, except tab, newline and
+   - clean: drop ``\x00``, ``\ufffd`` and control characters (Unicode category C*, except tab, newline and
      carriage return), and turn every whitespace character into a space;
    - put spaces around each CJK ideograph, so that each is a word of its own (CJK text has no spaces);
    - split on whitespace; then, per word, strip accents (NFD, then drop the combining marks, category Mn) and
@@ -17,7 +17,7 @@ Text becomes token ids in three steps:
 
 3. **WordPiece**, per word, greedy longest match first: take the longest prefix that is in the vocabulary,
    then the longest continuation that is in the vocabulary with a ``##`` prefix, and so on. A word with a
-   piece that nothing matches, or longer than ``max_input_chars_per_word`` (100), becomes ``[UNK]`` whole::
+   piece that nothing matches, or longer than ``max_input_chars_per_word`` (100), becomes ``[UNK]`` whole:
 
        "unaffable" -> un ##aff ##able
 

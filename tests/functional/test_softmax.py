@@ -69,6 +69,32 @@ def test_softmax_all_minus_inf_row_gives_zeros(rng):
     np.testing.assert_allclose(y[[0, 2]].sum(-1), 1)
 
 
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_log_softmax_all_minus_inf_row_is_minus_inf_with_zero_gradient(rng, torch, axis):
+    x = rng.standard_normal((3, 4))
+    x[1] = -np.inf
+    x[2, :2] = -np.inf
+    x = x if axis == -1 else np.ascontiguousarray(x.T)
+    dout = rng.standard_normal(x.shape)
+    y, cache = log_softmax_forward(x, axis=axis)
+    dx = log_softmax_backward(dout, cache)
+    empty = (slice(None), 1) if axis == 0 else (1, slice(None))
+    assert not np.isnan(y).any() and np.isfinite(dx).all()
+    assert (y[empty] == -np.inf).all() and (dx[empty] == 0).all()
+    # every other slice, partly -inf ones included, is torch's log_softmax and its gradient
+    tx = to_torch(x, requires_grad=True)
+    ty = torch.log_softmax(tx, dim=axis)
+    ty.backward(to_torch(dout))
+    keep = [0, 2]
+    pick = (slice(None), keep) if axis == 0 else (keep, slice(None))
+    theirs = ty.detach().numpy()[pick]
+    finite = np.isfinite(theirs)
+    assert (np.isfinite(y[pick]) == finite).all() and (y[pick][~finite] == -np.inf).all()
+    assert_close(y[pick][finite], theirs[finite], what="log_softmax y")
+    assert_close(dx[pick], tx.grad[pick], what="log_softmax dx")
+    assert torch.isnan(ty[empty]).all()  # torch gives NaN there; we give -inf and a zero gradient
+
+
 def test_softmax_bad_input_names_argument(rng):
     x = rng.standard_normal((2, 3))
     for forward in (softmax_forward, log_softmax_forward):
