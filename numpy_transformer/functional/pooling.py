@@ -56,8 +56,10 @@ def mean_pooling_forward(hidden, attention_mask):
 
 def mean_pooling_backward(dout, cache):
     """dout (B, D) -> dhidden (B, T, D); padding positions get zero."""
+    # EXERCISE: the pooling is linear: each token's gradient is dout times the weight it was averaged with.
     # forward: out = sum_t hidden[:, t] * weights[:, t]
     return dout[:, None, :] * cache["weights"]                   # (B, D) -> (B, T, D)
+    # END EXERCISE
 
 
 def l2_normalize_forward(x, eps: float = 1e-12):
@@ -81,7 +83,9 @@ def l2_normalize_forward(x, eps: float = 1e-12):
 
 def l2_normalize_backward(dout, cache):
     """dout (..., D) -> dx (..., D): ``(g - y (y . g)) / n`` where the norm was above eps, else ``g / eps``."""
+    # EXERCISE: remove the part of dout along y (it only changed the length), divide by the norm.
     y, denom, above = cache["y"], cache["denom"], cache["above"]
     # forward: y = x / max(||x||, eps); the norm's own gradient only where ||x|| > eps
     along = (dout * y).sum(axis=-1, keepdims=True) * above       # (..., 1)
     return (dout - y * along) / denom
+    # END EXERCISE
