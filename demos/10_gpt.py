@@ -280,6 +280,7 @@ def main() -> None:
     repeats = 1 if args.quick else 5
     fast, slow, same, diff = cache_speedup(model, prompts, ANSWER, repeats)
     metrics["answers_cache_seconds"], metrics["answers_recompute_seconds"] = round(fast, 4), round(slow, 4)
+    metrics["kv_cache_speedup_answers"] = round(slow / fast, 2)
     print(f"  {HELD_OUT} answers of {ANSWER} tokens after {PROMPT}-token prompts: {fast * 1e3:.0f} ms with the "
           f"cache, {slow * 1e3:.0f} ms recomputing the prefix at every step (x{slow / fast:.2f}); same answers: "
           f"{same}, largest logit difference {diff:.1e}")

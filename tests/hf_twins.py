@@ -249,3 +249,34 @@ def readme_folders(root) -> None:
                                  num_attention_heads=HEADS, intermediate_size=FF, num_labels=4)
     save_tiny("vit", os.path.join(root, "vit-base-patch16-224"),
               spec=(transformers.ViTForImageClassification, vit))
+
+
+def main() -> None:
+    """``python tests/hf_twins.py``: the worst relative error of each architecture against transformers."""
+    import sys
+    import tempfile
+
+    sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    transformers = require("transformers")
+    print(f"worst max|ours - theirs| / max|theirs| over the tensors of {LAYERS}-layer, width-{WIDTH} models "
+          "with random weights (3 seeds), padded inputs")
+    print(f"{'architecture':<38} {'dtype':<8} {'outputs':>9} {'gradients':>10}")
+    for name in configs(transformers):
+        for dtype in (np.float64, np.float32):
+            worst_out = worst_grad = 0.0
+            for seed in range(3):
+                with tempfile.TemporaryDirectory() as folder:
+                    theirs = save_tiny(name, folder, seed=seed)
+                    _, pairs = compare(name, folder, theirs, dtype, np.random.default_rng(seed))
+                for what, ours, reference in pairs:
+                    error = relative_error(ours, reference)
+                    if what.startswith("d"):
+                        worst_grad = max(worst_grad, error)
+                    else:
+                        worst_out = max(worst_out, error)
+            grads = f"{worst_grad:10.1e}" if name != "GPT2Model" else f"{'-':>10}"
+            print(f"{name:<38} {np.dtype(dtype).name:<8} {worst_out:9.1e} {grads}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
