@@ -20,13 +20,13 @@ Shapes: hidden (B, T, D), attention_mask (B, T), pooled (B, D).
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..checks import check_float, check_ndim
 
 __all__ = ["mean_pooling_forward", "mean_pooling_backward", "l2_normalize_forward", "l2_normalize_backward"]
 
 
-def _check_pooling(hidden, attention_mask) -> None:
+def _check_pooling(hidden: Array, attention_mask: Array) -> None:
     check_float("hidden", hidden)
     check_ndim("hidden", hidden, 3, "(B, T, D)")
     if tuple(attention_mask.shape) != tuple(hidden.shape[:2]):
@@ -34,7 +34,7 @@ def _check_pooling(hidden, attention_mask) -> None:
                          f"{tuple(hidden.shape[:2])} (B, T of hidden)")
 
 
-def mean_pooling_forward(hidden, attention_mask):
+def mean_pooling_forward(hidden: Array, attention_mask: Array) -> tuple[Array, dict]:
     """Average the token vectors of each sequence over its real tokens (sentence-transformers' mean pooling).
 
     Inputs:
@@ -54,7 +54,7 @@ def mean_pooling_forward(hidden, attention_mask):
     return out, {"weights": weights}
 
 
-def mean_pooling_backward(dout, cache):
+def mean_pooling_backward(dout: Array, cache: dict) -> Array:
     """dout (B, D) -> dhidden (B, T, D); padding positions get zero."""
     # EXERCISE: the pooling is linear: each token's gradient is dout times the weight it was averaged with.
     # forward: out = sum_t hidden[:, t] * weights[:, t]
@@ -62,7 +62,7 @@ def mean_pooling_backward(dout, cache):
     # END EXERCISE
 
 
-def l2_normalize_forward(x, eps: float = 1e-12):
+def l2_normalize_forward(x: Array, eps: float = 1e-12) -> tuple[Array, dict]:
     """Scale each row to unit length: ``y = x / max(||x||, eps)`` (torch's ``F.normalize(x, dim=-1)``).
 
     Inputs:
@@ -81,7 +81,7 @@ def l2_normalize_forward(x, eps: float = 1e-12):
     return y, {"y": y, "denom": denom, "above": above}
 
 
-def l2_normalize_backward(dout, cache):
+def l2_normalize_backward(dout: Array, cache: dict) -> Array:
     """dout (..., D) -> dx (..., D): ``(g - y (y . g)) / n`` where the norm was above eps, else ``g / eps``."""
     # EXERCISE: remove the part of dout along y (it only changed the length), divide by the norm.
     y, denom, above = cache["y"], cache["denom"], cache["above"]
