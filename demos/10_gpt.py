@@ -216,14 +216,16 @@ def main() -> None:
                      title="A GPT learning 3-digit addition",
                      ylabel="cross-entropy of the answer", accuracy_steps=eval_steps, accuracy=eval_accuracy,
                      accuracy_label="held-out exact answers")
-    left, right = fig.axes[0], fig.axes[1]
-    left.plot(np.arange(1, steps + 1), losses, color="C0", alpha=0.2, linewidth=0.8)
+    left, right = fig.axes
+    left.plot(np.arange(1, steps + 1), losses, color="C0", alpha=0.35, linewidth=0.8)
     right.lines[0].set_color("C2")                                  # accuracy: its own colour, not the loss's
     right.set_ylabel("held-out exact answers", color="C2")
-    right.get_legend().remove()
-    left.legend(left.lines[:3] + right.lines[:1], [f"train loss (mean of {window} steps)", "held-out loss",
-                                                   "train loss, each step", "held-out exact answers (right)"],
-                loc="center right")
+    for axes in (left, right):
+        axes.get_legend().remove()                                  # one legend for both axes, below
+    fig.legend(left.lines[:3] + right.lines[:1], [f"train loss (mean of {window} steps)", "held-out loss",
+                                                  "train loss, each step", "held-out exact answers (right axis)"],
+               loc="outside lower center", ncol=2, frameon=False)
+    fig.set_size_inches(7.0, 5.0)
     save(fig, args.out, "10_loss.png")
 
     section("4. answers for the held-out pairs (greedy, with the KV cache)")

@@ -230,9 +230,16 @@ def training_picture(losses, eval_steps, eval_losses, eval_accuracy, out: str, b
                      title=f"Fine-tuning (batch {batch_size}): training loss and held-out scores",
                      ylabel="cross-entropy", accuracy_steps=eval_steps, accuracy=eval_accuracy,
                      accuracy_label="held-out accuracy")
-    ax = fig.axes[0]
-    ax.plot(steps, losses, color="C0", alpha=0.25, linewidth=0.8)
-    ax.legend([f"train (mean of {window} batches)", "held-out loss", "train, each batch"], loc="upper center")
+    left, right = fig.axes
+    left.plot(steps, losses, color="C0", alpha=0.35, linewidth=0.8)
+    right.lines[0].set_color("C2")                                  # accuracy: its own colour, not the loss's
+    right.set_ylabel("held-out accuracy", color="C2")
+    for axes in (left, right):
+        axes.get_legend().remove()                                  # one legend for both axes, below
+    fig.legend(left.lines[:3] + right.lines[:1], [f"train loss (mean of {window} batches)", "held-out loss",
+                                                  "train loss, each batch", "held-out accuracy (right axis)"],
+               loc="outside lower center", ncol=2, frameon=False)
+    fig.set_size_inches(7.0, 5.0)
     _common.save(fig, out, "finetune_loss.png")
 
 
@@ -313,7 +320,7 @@ def main() -> None:
         return float(loss), accuracy(probs.argmax(axis=1), test_labels)
 
     evaluate_every = total if args.quick else max(1, total // 6)
-    progress = _common.Progress(total=total, every=1 if args.quick else 10)
+    progress = _common.Progress(total=total, every=evaluate_every)  # a line at each held-out evaluation
     losses, eval_steps, eval_losses, eval_accuracy = [], [], [], []
 
     def record(step):
