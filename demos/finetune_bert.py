@@ -245,7 +245,7 @@ def training_picture(losses, eval_steps, eval_losses, eval_accuracy, out: str, b
 
 # ---------------------------------------------------------------------------------------------- main
 
-def main() -> None:
+def main():
     args = _common.setup("finetune_bert", "fine-tune a pretrained BERT (MiniLM) for sentiment, in NumPy", add_options)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.predict:
@@ -365,6 +365,7 @@ def main() -> None:
     print(f"  higher held-out accuracy: {better} ({len(test_texts)} held-out examples)")
 
     _common.done(args.out)
+    return classifier, tokenizer  # for a caller that imports this demo (demos/app.py keeps the model)
 
 
 if __name__ == "__main__":
