@@ -21,7 +21,7 @@ Shapes: hidden (B, T, D), attention_mask (B, T), pooled (B, D).
 from __future__ import annotations
 
 from ..backend import Array, get_array_module
-from ..checks import check_float, check_ndim
+from ..checks import check_float, check_ndim, check_upstream, upstream_spec
 
 __all__ = ["mean_pooling_forward", "mean_pooling_backward", "l2_normalize_forward", "l2_normalize_backward"]
 
@@ -43,7 +43,8 @@ def mean_pooling_forward(hidden: Array, attention_mask: Array) -> tuple[Array, d
 
     Returns:
         out: (B, D)
-        cache: ``weights`` (B, T, 1) = mask / count, the factor each token vector was multiplied by
+        cache: ``weights`` (B, T, 1) = mask / count, the factor each token vector was multiplied by, and
+            ``out_spec`` (the shape and dtype of out)
     """
     _check_pooling(hidden, attention_mask)
     mask = attention_mask.astype(hidden.dtype)[..., None]       # (B, T) -> (B, T, 1)
@@ -51,11 +52,12 @@ def mean_pooling_forward(hidden: Array, attention_mask: Array) -> tuple[Array, d
     count = count.clip(1e-9, None)                               # an all-padding row gives 0, not nan
     weights = mask / count                                       # (B, T, 1)
     out = (hidden * weights).sum(axis=1)                         # (B, T, D) -> (B, D)
-    return out, {"weights": weights}
+    return out, {"weights": weights, "out_spec": upstream_spec(out)}
 
 
 def mean_pooling_backward(dout: Array, cache: dict) -> Array:
     """dout (B, D) -> dhidden (B, T, D); padding positions get zero."""
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: the pooling is linear: each token's gradient is dout times the weight it was averaged with.
     # forward: out = sum_t hidden[:, t] * weights[:, t]
     return dout[:, None, :] * cache["weights"]                   # (B, D) -> (B, T, D)
@@ -85,6 +87,7 @@ def l2_normalize_backward(dout: Array, cache: dict) -> Array:
     """dout (..., D) -> dx (..., D): ``(g - y (y . g)) / n`` where the norm was above eps, else ``g / eps``."""
     # EXERCISE: remove the part of dout along y (it only changed the length), divide by the norm.
     y, denom, above = cache["y"], cache["denom"], cache["above"]
+    check_upstream("dout", dout, upstream_spec(y))
     # forward: y = x / max(||x||, eps); the norm's own gradient only where ||x|| > eps
     along = (dout * y).sum(axis=-1, keepdims=True) * above       # (..., 1)
     return (dout - y * along) / denom

@@ -114,6 +114,8 @@ class BertConfig:
 def _check_ids(name: str, ids, batch_shape=None):
     check_integer(name, ids)
     check_ndim(name, ids, 2, "(B, T)")
+    if ids.shape[1] == 0:  # refused, as by Hugging Face's BertModel: a tokenized text holds [CLS] and [SEP] at least
+        raise ValueError(f"{name}: got shape {tuple(ids.shape)}, no positions; expected T >= 1 tokens")
     if batch_shape is not None and tuple(ids.shape) != tuple(batch_shape):
         raise ValueError(f"{name}: got shape {tuple(ids.shape)}; expected {tuple(batch_shape)} (the shape of "
                          "input_ids)")
@@ -273,6 +275,7 @@ class BertModel(EncoderModel):
         rng: int seed, Generator or None: the initial weights (N(0, initializer_range), as BERT) and dropout
 
     ``forward(input_ids, attention_mask=None, token_type_ids=None)`` returns ``last_hidden_state`` (B, T, D).
+    An input of no positions (T = 0) is refused with a named error (Hugging Face's BertModel fails there too).
     """
 
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):

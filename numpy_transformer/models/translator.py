@@ -2,7 +2,9 @@ r"""An encoder-decoder Transformer that translates one token sequence into anoth
 
 The source ids ``(B, S)`` and the target ids shifted right ``(B, T)`` (they start with ``bos_id``) are
 embedded, scaled by $\sqrt{D}$ (so that the $N(0, 1)$ embeddings and the unit-size sinusoidal positions are of
-comparable size), given sinusoidal positions, and passed through :class:`~numpy_transformer.nn.Transformer`.
+comparable size), given sinusoidal positions, and passed through the layers of a
+:class:`~numpy_transformer.nn.Transformer` (run here layer by layer, the loop of its encoder and decoder written
+out, so that each layer's states and attentions can be recorded).
 A final Linear (the "generator") turns each decoder output vector into scores over the target vocabulary:
 
     src   = PE(E_src[src_ids] * sqrt(D))                       (B, S, D)
@@ -20,8 +22,9 @@ Weight tying (``tie_weights=True``, as in the paper) makes the target embedding 
 once, and the backward pass adds both gradients into it: the generator's $dW = d\mathrm{logits}^\top h$ and the
 embedding's scatter-add of ``d tgt``.
 
-Backward is the forward read upwards: the generator's backward, the Transformer's backward giving
-``(dsrc, dtgt)``, then each embedding's scale and scatter-add.
+Backward is the forward read upwards: the generator's backward, the decoder's final norm and its layers
+in reverse (the memory's gradient summed over every layer that read it), the encoder's norm and layers in
+reverse, then each embedding's scale and scatter-add.
 
 Decoding (inference; the model is switched to eval mode for the call and back afterwards):
 
@@ -188,28 +191,22 @@ class Seq2SeqTransformer(Module):
         src_padding, tgt_padding, tgt_mask = self._masks(src_ids, tgt_in_ids)
         src = self._embed(src_ids, self.src_embed, self.src_positional)  # (B, S, D)
         tgt = self._embed(tgt_in_ids, self.tgt_embed, self.tgt_positional)  # (B, T, D)
-        if output_hidden_states or output_attentions:
-            return self._forward_recorded(src, tgt, tgt_mask, src_padding, tgt_padding, output_hidden_states,
-                                          output_attentions)
-        hidden = self.transformer(src, tgt, tgt_mask=tgt_mask, src_key_padding_mask=src_padding,
-                                  tgt_key_padding_mask=tgt_padding,
-                                  memory_key_padding_mask=src_padding)  # (B, T, D)
-        return self.generator(hidden)                               # (B, T, D) -> (B, T, V)
-
-    def _forward_recorded(self, src, tgt, tgt_mask, src_padding, tgt_padding, output_hidden_states,
-                          output_attentions):
-        """The Transformer's forward, layer by layer (the same modules and caches), recording every layer."""
+        # the Transformer's forward, written out layer by layer so that each layer can be recorded
         encoder, decoder = self.transformer.encoder, self.transformer.decoder
-        memory, enc_hidden, enc_attentions, _ = run_layers(encoder.layers, src, output_hidden_states,
-                                                           output_attentions, src_key_padding_mask=src_padding)
+        flags = (output_hidden_states, output_attentions)
+        memory, enc_hidden, enc_attentions, _ = run_layers(encoder.layers, src, *flags,
+                                                           src_key_padding_mask=src_padding)  # (B, S, D)
         memory = encoder.norm(memory)                               # (B, S, D)
         hidden, dec_hidden, dec_attentions, cross = run_layers(
-            decoder.layers, tgt, output_hidden_states, output_attentions, memory=memory, tgt_mask=tgt_mask,
-            tgt_key_padding_mask=tgt_padding, memory_key_padding_mask=src_padding)  # (B, T, D)
+            decoder.layers, tgt, *flags, memory=memory, tgt_mask=tgt_mask, tgt_key_padding_mask=tgt_padding,
+            memory_key_padding_mask=src_padding)                    # (B, T, D)
         hidden = decoder.norm(hidden)                               # (B, T, D)
-        return ModelOutput(self.generator(hidden), hidden_states=_as_tuple(dec_hidden),
-                           attentions=_as_tuple(dec_attentions), encoder_hidden_states=_as_tuple(enc_hidden),
-                           encoder_attentions=_as_tuple(enc_attentions), cross_attentions=_as_tuple(cross))
+        logits = self.generator(hidden)                             # (B, T, D) -> (B, T, V)
+        if output_hidden_states or output_attentions:
+            return ModelOutput(logits, hidden_states=_as_tuple(dec_hidden), attentions=_as_tuple(dec_attentions),
+                               encoder_hidden_states=_as_tuple(enc_hidden),
+                               encoder_attentions=_as_tuple(enc_attentions), cross_attentions=_as_tuple(cross))
+        return logits
 
     def backward(self, dlogits):
         """Add the gradient of every parameter; token ids have no gradient, so this returns None.
@@ -217,10 +214,21 @@ class Seq2SeqTransformer(Module):
         Inputs:
             dlogits: (B, T, V_tgt) gradient of the loss with respect to the logits of the last forward
         """
+        encoder, decoder = self.transformer.encoder, self.transformer.decoder
         # forward: logits = generator(hidden)
         dhidden = self.generator.backward(dlogits)                  # (B, T, V) -> (B, T, D)
-        # forward: hidden = transformer(src, tgt, ...)
-        dsrc, dtgt = self.transformer.backward(dhidden)             # (B, S, D), (B, T, D)
+        # forward: hidden = decoder.norm(hidden)
+        dtgt = decoder.norm.backward(dhidden)                       # (B, T, D)
+        # forward: hidden = layer(hidden, memory, ...), layer by layer; every layer reads the same memory
+        dmemory = None
+        for layer in reversed(list(decoder.layers)):
+            dtgt, dmemory_layer = layer.backward(dtgt)              # (B, T, D), (B, S, D)
+            dmemory = dmemory_layer if dmemory is None else dmemory + dmemory_layer
+        # forward: memory = encoder.norm(memory)
+        dsrc = encoder.norm.backward(dmemory)                       # (B, S, D)
+        # forward: memory = layer(memory, ...), layer by layer
+        for layer in reversed(list(encoder.layers)):
+            dsrc = layer.backward(dsrc)                             # (B, S, D)
         # forward: tgt = embed(tgt_in_ids), src = embed(src_ids)
         self._embed_backward(dtgt, self.tgt_embed, self.tgt_positional)
         self._embed_backward(dsrc, self.src_embed, self.src_positional)

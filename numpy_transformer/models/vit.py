@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, seeded_generator
+from ..backend import as_dtype, get_array_module, seeded_generator
 from ..checks import check_positive_int
 from ..nn.layers import Dropout, LayerNorm, Linear, PatchEmbedding
 from ..nn.module import Module, Parameter
@@ -63,7 +63,7 @@ class VisionTransformer(Module):
         if num_classes is not None:
             check_positive_int("num_classes", num_classes)
         check_positive_int("num_layers", num_layers)
-        rng = seeded_generator(rng)
+        rng, dtype = seeded_generator(rng), as_dtype(dtype)
         self.patch_embed = PatchEmbedding(image_size, patch_size, in_channels, d_model, dtype=dtype, rng=rng)
         N = self.patch_embed.num_patches
         self.cls_token = Parameter((0.02 * rng.standard_normal((1, 1, d_model))).astype(dtype))
@@ -123,8 +123,11 @@ class VisionTransformer(Module):
             dcls = self.head.backward(dout)                         # (B, num_classes) -> (B, D)
             dx = xp.zeros(self._shape, dtype=dcls.dtype)            # (B, N+1, D): patch outputs are not read
             dx[:, 0] = dcls
-        # forward: x = encoder.norm(layers(x))
-        dx = self.encoder.backward(dx)                              # (B, N+1, D)
+        # forward: x = encoder.norm(x)
+        dx = self.encoder.norm.backward(dx)                         # (B, N+1, D)
+        # forward: x = layer(x), layer by layer
+        for layer in reversed(list(self.encoder.layers)):
+            dx = layer.backward(dx)                                 # (B, N+1, D)
         # forward: x = dropout(concat([cls, patches]) + pos_embed)
         dx = self.pos_dropout.backward(dx)                          # (B, N+1, D)
         if self.pos_embed.requires_grad:

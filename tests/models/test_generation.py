@@ -160,3 +160,19 @@ def test_translator_records_every_layer(rng):
     assert np.all(out.cross_attentions[0][1, :, :, 3:] == 0)      # nobody reads the source padding
     np.testing.assert_array_equal(model.cross_attention_weights(src, tgt, layer=0), out.cross_attentions[0])
     assert [a.shape for a in out.encoder_attentions] == [(2, 2, 5, 5)] * 2
+
+
+def test_a_recorded_forward_trains_like_a_plain_one(rng):
+    """Asking for every layer changes nothing in the forward pass: backward gives the same gradients."""
+    model = make_translator(5).eval()
+    src, tgt = rng.integers(1, 13, size=(2, 5)), rng.integers(1, 11, size=(2, 5))
+    gradients = []
+    for record in (False, True):
+        model.zero_grad()
+        out = model(src, tgt[:, :-1], output_attentions=record, output_hidden_states=record)
+        logits = out.output if record else out
+        _, dlogits = model.loss(logits, tgt[:, 1:])
+        model.backward(dlogits)
+        gradients.append({name: p.grad.copy() for name, p in model.named_parameters()})
+    for name, grad in gradients[0].items():
+        np.testing.assert_array_equal(gradients[1][name], grad, err_msg=name)

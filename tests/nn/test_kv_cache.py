@@ -47,7 +47,7 @@ def test_causal_mask_after_aligns_to_the_end():
 
 
 def test_attention_with_cache_equals_one_causal_forward(rng):
-    attention = MultiheadAttention(12, 3, rng=0, dtype=np.float64).eval()
+    attention = MultiheadAttention(12, 3, batch_first=True, rng=0, dtype=np.float64).eval()
     x = rng.standard_normal((2, 7, 12))
     padding = np.zeros((2, 7), dtype=bool)
     padding[1, :2] = True                                         # row 1 is left-padded
@@ -66,7 +66,7 @@ def test_attention_with_cache_equals_one_causal_forward(rng):
 
 
 def test_static_cache_computes_the_memory_once(rng, monkeypatch):
-    attention = MultiheadAttention(8, 2, rng=1, dtype=np.float64)
+    attention = MultiheadAttention(8, 2, batch_first=True, rng=1, dtype=np.float64)
     query, memory = rng.standard_normal((2, 4, 8)), rng.standard_normal((2, 5, 8))
     padding = np.array([[False] * 5, [False, False, False, True, True]])
     full, _ = attention(query, memory, memory, key_padding_mask=padding)
@@ -85,7 +85,7 @@ def test_static_cache_computes_the_memory_once(rng, monkeypatch):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_encoder_layer_decodes_with_a_cache(rng, norm_first):
     layer = TransformerEncoderLayer(12, 3, dim_feedforward=20, dropout=0.0, activation="gelu_tanh",
-                                    norm_first=norm_first, dtype=np.float64, rng=2)
+                                    norm_first=norm_first, batch_first=True, dtype=np.float64, rng=2)
     x = rng.standard_normal((3, 6, 12))
     full, full_weights = layer(x, is_causal=True, need_weights=True)
     cache = KVCache()
@@ -100,7 +100,7 @@ def test_encoder_layer_decodes_with_a_cache(rng, norm_first):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_layer_decodes_with_caches(rng, norm_first):
     layer = TransformerDecoderLayer(8, 2, dim_feedforward=16, dropout=0.0, norm_first=norm_first,
-                                    dtype=np.float64, rng=3)
+                                    batch_first=True, dtype=np.float64, rng=3)
     tgt, memory = rng.standard_normal((2, 5, 8)), rng.standard_normal((2, 4, 8))
     memory_padding = np.array([[False] * 4, [False, False, True, True]])
     full, full_self, full_cross = layer(tgt, memory, tgt_is_causal=True, memory_key_padding_mask=memory_padding,
@@ -116,7 +116,7 @@ def test_decoder_layer_decodes_with_caches(rng, norm_first):
 
 
 def test_layer_masks_with_a_cache_cover_every_key(rng):
-    layer = TransformerEncoderLayer(8, 2, dim_feedforward=8, dropout=0.0, dtype=np.float64, rng=0)
+    layer = TransformerEncoderLayer(8, 2, dim_feedforward=8, dropout=0.0, batch_first=True, dtype=np.float64, rng=0)
     cache = KVCache()
     layer(rng.standard_normal((2, 3, 8)), cache=cache)
     with pytest.raises(ValueError, match=r"src_key_padding_mask: got shape \(2, 1\); expected \(2, 4\)"):
@@ -126,7 +126,7 @@ def test_layer_masks_with_a_cache_cover_every_key(rng):
 
 
 def test_need_weights_returns_the_attention_of_the_same_forward(rng):
-    layer = TransformerEncoderLayer(8, 2, dim_feedforward=8, dropout=0.0, dtype=np.float64, rng=0)
+    layer = TransformerEncoderLayer(8, 2, dim_feedforward=8, dropout=0.0, batch_first=True, dtype=np.float64, rng=0)
     x = rng.standard_normal((2, 5, 8))
     padding = np.array([[False] * 5, [False, False, False, True, True]])
     out, weights = layer(x, src_key_padding_mask=padding, need_weights=True)
@@ -136,3 +136,14 @@ def test_need_weights_returns_the_attention_of_the_same_forward(rng):
     assert weights.shape == (2, 2, 5, 5) and np.all(weights[1, :, :, 3:] == 0)
     dx = layer.backward(np.ones_like(out))                        # the recorded forward still trains
     assert dx.shape == x.shape
+
+
+def test_a_sequence_first_layer_decodes_with_a_cache(rng):
+    """torch's default layout (T, B, D): the cache still holds (B, H, P, Dh), the outputs stay (t, B, D)."""
+    layer = TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.0, norm_first=True, dtype=np.float64, rng=4)
+    x = rng.standard_normal((5, 3, 8))                            # (T, B, D)
+    full = layer(x, is_causal=True)
+    cache = KVCache()
+    outs = [layer(x[start:stop], is_causal=True, cache=cache) for start, stop in _steps(5, 2)]
+    np.testing.assert_allclose(np.concatenate(outs, axis=0), full, **TIGHT)
+    assert cache.keys.shape == (3, 2, 5, 4)
