@@ -301,6 +301,12 @@ def main() -> None:
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as handle:
         json.dump(metrics, handle, indent=1)
+    section("7. the figures of this run")
+    print(f"  held-out exact match: {metrics['held_out_exact_match']:.3f}")
+    print(f"  KV-cache speed-up, {HELD_OUT} answers: {metrics['kv_cache_speedup_answers']:.2f}")
+    print(f"  seconds with the cache, {new_tokens} new tokens: {metrics['long_cache_seconds']:.2f}")
+    print(f"  seconds recomputing, {new_tokens} new tokens: {metrics['long_recompute_seconds']:.2f}")
+    print(f"  KV-cache speed-up, {new_tokens} new tokens: {metrics['kv_cache_speedup_long']:.1f}")
     print(f"\n  total time {metrics['total_seconds']:.1f} s; metrics in {os.path.join(args.out, 'metrics.json')}")
     done(args.out)
 
