@@ -26,16 +26,17 @@ $$
 \frac{dy}{dx} = \tfrac12 (1 + t) + \tfrac12 x (1 - t^2)\,\sqrt{2/\pi}\,(1 + 3 \cdot 0.044715\,x^2)
 $$
 
-An activation acts elementwise, so its backward pass is one product: $dx = dy \odot y'(x)$. The GELU forward,
-which has $x$ and $\Phi(x)$ (or $t$) at hand, computes the derivative of the formula it chose and keeps only
-that array in its cache: the gradient is never that of a different function, no transcendental function is
-evaluated twice, and the cache holds one array, not two.
+Each backward differentiates exactly the formula its forward computed (the approximation is chosen once, in
+the forward, and stored in the cache), so the gradient is never that of a different function. The caches
+keep what the derivative reuses: $x$ and $\Phi(x)$ for the exact form, $x$ and $t$ for the tanh
+form, so no transcendental function is evaluated twice.
 
 $\Phi$ in float32 is read from a table with linear interpolation (as close to the exact function as float32's
 own ``erf``, at a fraction of the time; see :func:`_table_cdf`); in other dtypes it is ``erf``, from
 ``scipy.special`` for NumPy arrays and from ``cupyx.scipy.special`` for CuPy arrays.
 
-Under ``no_grad()`` (inference) no derivative is computed and every forward returns ``cache = None``.
+Under ``no_grad()`` (inference) every forward returns ``cache = None``, and exact GELU writes its output into
+the array of $\Phi(x)$.
 
 Shapes: every array has the shape of x (any shape).
 """
@@ -182,36 +183,25 @@ def gelu_forward(x: Array, approximate: str = "none") -> tuple[Array, dict | Non
 
     Returns:
         out: shape of x
-        cache: dict with ``derivative`` = d out / dx (shape of x) and ``out_spec``; None under ``no_grad()``
+        cache: dict with ``approximate``, ``x``, ``out_spec`` and either ``cdf`` = Phi(x) (exact) or ``tanh``
+            = t (tanh form); None under ``no_grad()``
     """
     check_float("x", x)
     check_choice("approximate", approximate, ("none", "tanh"))
     xp = get_array_module(x)
-    keep = is_grad_enabled()
-    derivative = None
     if approximate == "none":
         cdf = _normal_cdf(x)                                    # Phi(x) = (1 + erf(x / sqrt 2)) / 2, shape of x
-        if keep:
-            # dout/dx = Phi(x) + x * phi(x). Plainly cdf + x * exp(-x^2 / 2) / sqrt(2 pi); ONE array in place
-            derivative = x * x                                  # shape of x
-            derivative *= -0.5
-            xp.exp(derivative, out=derivative)                  # exp(-x^2 / 2)
-            derivative *= x
-            derivative *= _INV_SQRT_2PI                         # x * phi(x)
-            derivative += cdf                                   # Phi(x) + x * phi(x)
-        out = cdf
-        out *= x                                                # Plainly out = x * Phi(x), in Phi's own array
-    else:
-        inner = _SQRT_2_OVER_PI * (x + _TANH_CUBIC * (x * x * x))  # u, shape of x
-        t = xp.tanh(inner)
-        out = 0.5 * x * (1.0 + t)
-        if keep:
-            # dout/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx, du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-            du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _TANH_CUBIC * (x * x))
-            derivative = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx
-    if not keep:
+        if not is_grad_enabled():
+            cdf *= x                                            # out = x * Phi(x), in Phi's own array
+            return cdf, None
+        out = x * cdf
+        return out, {"approximate": approximate, "x": x, "cdf": cdf, "out_spec": upstream_spec(out)}
+    inner = _SQRT_2_OVER_PI * (x + _TANH_CUBIC * (x * x * x))   # u, shape of x
+    t = xp.tanh(inner)
+    out = 0.5 * x * (1.0 + t)
+    if not is_grad_enabled():
         return out, None
-    return out, {"derivative": derivative, "out_spec": upstream_spec(out)}
+    return out, {"approximate": approximate, "x": x, "tanh": t, "out_spec": upstream_spec(out)}
 
 
 def gelu_backward(dout: Array, cache: dict) -> Array:
@@ -226,9 +216,25 @@ def gelu_backward(dout: Array, cache: dict) -> Array:
     """
     check_cache("gelu_backward", cache)
     check_upstream("dout", dout, cache["out_spec"])
-    # EXERCISE: GELU is elementwise: the chain rule multiplies dout by the derivative the forward computed.
-    # forward: out = x * Phi(x) (or the tanh formula), whose derivative the forward kept
-    return dout * cache["derivative"]
+    # EXERCISE: the derivative of the formula the forward chose, from the cached x and cdf (exact) or tanh.
+    x = cache["x"]
+    xp = get_array_module(dout, x)
+    if cache["approximate"] == "none":
+        # forward: out = x * Phi(x), so dout/dx = Phi(x) + x * phi(x)
+        # Plainly dout * (cdf + x * exp(-x^2 / 2) / sqrt(2 pi)); built in ONE array updated in place
+        local = x * x                                           # shape of x
+        local *= -0.5
+        xp.exp(local, out=local)                                # exp(-x^2 / 2)
+        local *= x
+        local *= _INV_SQRT_2PI                                  # x * phi(x)
+        local += cache["cdf"]                                   # Phi(x) + x * phi(x)
+        local *= dout
+        return local
+    # forward: out = 0.5 * x * (1 + t), t = tanh(u), u = sqrt(2/pi) * (x + 0.044715 x^3)
+    t = cache["tanh"]
+    du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _TANH_CUBIC * (x * x))
+    local = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx
+    return dout * local
     # END EXERCISE
 
 
