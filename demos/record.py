@@ -114,6 +114,7 @@ JOBS = [
     _demo("08_sentiment"),
     _demo("09_gradcheck"),
     _demo("10_gpt"),
+    _demo("11_llama", pictures={"docs/images/llama_vs_gpt.png": "demos_output/11_llama/11_compare.png"}),
     _demo("rope"),
     _demo("translate", pictures={"docs/images/translate_cross_attention.png":
                                  "demos_output/translate/translate_cross_attention_layer1.png"}),

@@ -284,7 +284,8 @@ def relative_error(ours, theirs) -> float:
 def readme_folders(root) -> None:
     """Tiny folders under ``root`` named and laid out as the README's examples expect (random weights):
     ``gpt2`` (GPT2LMHeadModel, vocab.json, merges.txt), ``distilbert-base-uncased`` (DistilBertForMaskedLM,
-    vocab.txt) and ``vit-base-patch16-224`` (ViTForImageClassification, 224 x 224 images in 16 x 16 patches)."""
+    vocab.txt), ``vit-base-patch16-224`` (ViTForImageClassification, 224 x 224 images in 16 x 16 patches) and
+    ``llama`` (LlamaForCausalLM with 2 key/value heads and a tied output, vocab.json, merges.txt)."""
     transformers = require("transformers")
     from numpy_transformer.text.bpe import train_byte_level_bpe
 
@@ -305,6 +306,12 @@ def readme_folders(root) -> None:
                                  num_attention_heads=HEADS, intermediate_size=FF, num_labels=4)
     save_tiny("vit", os.path.join(root, "vit-base-patch16-224"),
               spec=(transformers.ViTForImageClassification, vit))
+    llama = transformers.LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=WIDTH, intermediate_size=FF,
+                                     num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
+                                     tie_word_embeddings=True, bos_token_id=tokenizer.eos_token_id,
+                                     eos_token_id=tokenizer.eos_token_id)
+    save_tiny("llama", os.path.join(root, "llama"), spec=(transformers.LlamaForCausalLM, llama))
+    tokenizer.save(os.path.join(root, "llama"))
 
 
 def main() -> None:
