@@ -1,5 +1,5 @@
-r"""The layers of today's decoders (Llama, Mistral, Qwen): RMSNorm, SiLU, the SwiGLU feed-forward block and
-grouped-query self-attention with rotary position embeddings.
+r"""The layers of today's decoders (Llama, Mistral, Qwen): RMSNorm, SiLU, the SwiGLU feed-forward block,
+grouped-query self-attention with rotary position embeddings, and the decoder block made of them.
 
 Each is a thin module around the functional pairs (``rmsnorm.py``, ``silu.py``, ``swiglu.py``, ``rope.py``,
 ``gqa.py``), with the names, arguments and ``state_dict`` keys of its twin, so that weights load unchanged:
@@ -11,7 +11,10 @@ Each is a thin module around the functional pairs (``rmsnorm.py``, ``silu.py``, 
 - :class:`GroupedQueryAttention` is Hugging Face's ``LlamaAttention`` (``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``;
   ``num_heads`` query heads sharing ``num_key_value_heads`` key/value heads; RoPE with base ``rope_theta``;
   causal). Unlike ``LlamaAttention``, which is handed its cosines and sines and an additive mask by the model,
-  it builds its own rotation tables from the positions and takes ``torch.nn``-style masks.
+  it builds its own rotation tables from the positions and takes ``torch.nn``-style masks and a
+  :class:`~numpy_transformer.nn.attention.KVCache` for decoding;
+- :class:`LlamaDecoderLayer` is Hugging Face's ``LlamaDecoderLayer``: RMSNorm, SwiGLU and this attention as one
+  pre-norm block (``self_attn``, ``mlp``, ``input_layernorm``, ``post_attention_layernorm``).
 
 Grouped-query self-attention, for x (B, T, D), with $R_m$ the rotation of position $m$:
 
