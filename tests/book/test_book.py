@@ -136,6 +136,10 @@ def test_the_reading_order_is_the_readmes(book):
     assert listed == [f"functional.{m}.html" for m in ordered_modules("functional")] + \
         [f"nn.{m}.html" for m in ordered_modules("nn")]
     assert NN[0] == "module"
+    import numpy_transformer.functional as functional
+
+    docstring_order = re.findall(r"^\d+\. ``(\w+)``", functional.__doc__, flags=re.M)
+    assert docstring_order == [name for name in FUNCTIONAL if name in docstring_order]
 
 
 def test_the_derivations_overview_is_in_the_book_order(book):

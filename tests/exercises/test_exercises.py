@@ -13,6 +13,8 @@ from numpy_transformer.exercises.__main__ import main
 from numpy_transformer.exercises.cases import cases_for
 from reference import require
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
 
 def fill(directory: pathlib.Path, module: str, function: str, body: str) -> None:
     """Write ``body`` into the gap of ``function`` in the exercise file ``module``.py."""
@@ -194,3 +196,13 @@ def test_markers_must_pair_up():
     with pytest.raises(ValueError, match="a second exercise region"):
         find_exercises(two, "m")
     assert exercise_source("import math\n", "m").endswith("import math\n")   # no markers: not an exercise
+
+
+def test_the_readme_example_is_what_check_prints(tmp_path, capsys):
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"```\n(softmax_backward .*)\n```", readme).group(1)
+    init(tmp_path)
+    fill(tmp_path, "softmax", "softmax_backward", 'return dout * cache["y"]')
+    main(["check", str(tmp_path), "--no-torch"])
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("softmax_backward ")]
+    assert [" ".join(line.split()) for line in printed] == [" ".join(example.split())]
