@@ -285,9 +285,8 @@ class Book:
             elif section.kind == "docstring":
                 notes, css = self._notes_html(markdown.docstring_to_markdown(section.notes), page), "docstring"
             elif section.kind == "exercise":
-                notes = self._notes_html(
-                    "**Exercise.** " + section.notes + " `python -m numpy_transformer.exercises init DIR` writes "
-                    "this file with the code beside this note removed; `check DIR` grades your version.", page)
+                notes = self._notes_html(f"**Exercise:** {section.notes} (`python -m numpy_transformer.exercises "
+                                         f"init DIR` removes the code beside this note.)", page)
                 css = "exercise"
             elif section.kind == "comment":
                 css = "comment forward" if section.notes.startswith("forward:") else "comment"
