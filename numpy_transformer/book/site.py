@@ -253,7 +253,7 @@ class Book:
         return self._link_paths(rendered)
 
     def _link_paths(self, rendered: str) -> str:
-        """``docs/derivations/x.md`` and ``functional/x.py`` written as code become links to their pages."""
+        """``docs/derivations/x.md``, ``functional/x.py`` and ``tests/.../test_x.py`` as code become links."""
         def derivation(match):
             filename = f"derivation.{match.group(1)}.html"
             return f'<a href="{filename}">{match.group(0)}</a>' if filename in self.pages else match.group(0)
@@ -262,7 +262,12 @@ class Book:
             filename = f"{match.group(1)}.{match.group(2)}.html"
             return f'<a href="{filename}">{match.group(0)}</a>' if filename in self.pages else match.group(0)
 
+        def test(match):
+            filename = "tests." + match.group(1).replace("/", ".") + ".html"
+            return f'<a href="{filename}">{match.group(0)}</a>' if filename in self.pages else match.group(0)
+
         rendered = re.sub(r"<code>docs/derivations/(\w+)\.md</code>", derivation, rendered)
+        rendered = re.sub(r"<code>tests/([\w/]+)\.py</code>", test, rendered)
         return re.sub(r"<code>(?:numpy_transformer/)?(functional|nn)/(\w+)\.py</code>", code, rendered)
 
     def _literate(self, page: Page) -> str:
@@ -302,16 +307,18 @@ class Book:
     def _derivation(self, page: Page) -> str:
         text = page.source.read_text(encoding="utf-8")
         rendered = self._notes_html(text, page)
-        rendered = re.sub(r'href="([^"#:]+)(#[^"]*)?"', lambda m: self._derivation_href(page, m), rendered)
+        rendered = re.sub(r'<a href="([^"#:]*)(#[^"]*)?">(.*?)</a>', self._derivation_link, rendered, flags=re.S)
         # the page's own title is the header's; drop the repeated first heading
         rendered = re.sub(r"^<h1>.*?</h1>\n", "", rendered, count=1)
         return f'<main class="prose">{rendered}</main>'
 
-    def _derivation_href(self, page: Page, match: re.Match) -> str:
-        target, fragment = match.group(1), match.group(2) or ""
+    def _derivation_link(self, match: re.Match) -> str:
+        """A relative link of a derivation, pointed at the book's page of its target; no page, no link."""
+        target, fragment, text = match.group(1), match.group(2) or "", match.group(3)
         if target in self.pages:                          # already a page of the book
             return match.group(0)
         path = posixpath.normpath(posixpath.join("docs/derivations", target))
+        test = re.fullmatch(r"tests/([\w/]+)\.py", path)
         derivation = re.fullmatch(r"docs/derivations/(\w+)\.md", path)
         code = re.fullmatch(r"numpy_transformer/(functional|nn)/(\w+)\.py", path)
         if derivation:
@@ -319,11 +326,13 @@ class Book:
             filename = "derivations.html" if name == "README" else f"derivation.{name}.html"
         elif code:
             filename = f"{code.group(1)}.{code.group(2)}.html"
+        elif test:
+            filename = "tests." + test.group(1).replace("/", ".") + ".html"
         else:
             filename = None
         if filename in self.pages:
-            return f'href="{filename}{fragment}"'
-        raise ValueError(f"{page.source}: the link {target!r} points at nothing the book has a page for")
+            return f'<a href="{filename}{fragment}">{text}</a>'
+        return text
 
     def _index(self, order: list[Page]) -> str:
         def entries(kind):
