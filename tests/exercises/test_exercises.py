@@ -88,6 +88,17 @@ def test_blank_exercises_all_fail(blank, capsys):
     assert "softmax_backward" in out and f"0 of {len(results)} passed" in out
 
 
+def test_an_empty_gap_fails(tmp_path):
+    init(tmp_path)
+    fill(tmp_path, "layernorm", "layernorm_backward", "pass")
+    fill(tmp_path, "linear", "linear_backward", "return None, None, None")
+    results = check(tmp_path, torch=None)
+    assert line_of(results, "layernorm_backward").line().split(None, 1)[1].startswith(
+        "WRONG: returned 1 gradient(s); expected 3: dx, dgamma, dbeta")
+    assert "WRONG: dx is None; expected an array of shape (2, 3, 4), the shape of x" in \
+        line_of(results, "linear_backward").line()
+
+
 def test_the_reference_passes(tmp_path, capsys):
     require("torch")
     init(tmp_path, solutions=True)
