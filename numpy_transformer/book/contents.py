@@ -1,7 +1,8 @@
 """The reading order of the source, in ONE place: the book's pages and the exercises follow it.
 
-``FUNCTIONAL`` is the numbered list of the README's "Reading order" (a test holds the two together); ``NN``
-follows it. A new file joins with one line here. A file of ``functional/`` or ``nn/`` that is not listed is
+``FUNCTIONAL`` follows the numbered list of the README's "Reading order" (a test holds the two together: every
+file the README lists is here, in the same order); ``NN`` follows it. A new file joins with one line here; a
+listed name whose file does not exist is skipped. A file of ``functional/`` or ``nn/`` that is not listed is
 not lost: it comes after the listed ones, in alphabetical order, so that nothing is ever left out of the book.
 """
 from __future__ import annotations
@@ -16,12 +17,18 @@ FUNCTIONAL = [
     "embedding",
     "positional",
     "attention",
+    "blocked_attention",
     "heads",
     "layernorm",
     "dropout",
     "feedforward",
     "patchify",
     "losses",
+    "rmsnorm",
+    "silu",
+    "swiglu",
+    "rope",
+    "gqa",
 ]
 
 #: the ``torch.nn``-style layers of ``numpy_transformer/nn/``, in reading order
@@ -30,6 +37,7 @@ NN = [
     "layers",
     "attention",
     "transformer",
+    "modern",
 ]
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]   # numpy_transformer/

@@ -129,8 +129,8 @@ def _readme_reading_order():
 def test_the_reading_order_is_the_readmes(book):
     out, _ = book
     readme_order = _readme_reading_order()
-    assert readme_order == [name for name in FUNCTIONAL if name in readme_order]
-    assert set(readme_order) == set(FUNCTIONAL), "the README and book/contents.py list the same files"
+    assert set(readme_order) <= set(FUNCTIONAL), "book/contents.py lists every file of the README's reading order"
+    assert readme_order == [name for name in FUNCTIONAL if name in readme_order], "in the README's order"
     index = parse(out / "index.html").hrefs
     listed = [href for href in index if href.startswith(("functional.", "nn."))]
     assert listed == [f"functional.{m}.html" for m in ordered_modules("functional")] + \
