@@ -47,6 +47,7 @@ from numpy_transformer import functional as F  # noqa: E402
 from numpy_transformer.models import GPT, Seq2SeqTransformer, TransformerClassifier, VisionTransformer  # noqa: E402
 from numpy_transformer.nn.attention import MultiheadAttention  # noqa: E402
 from numpy_transformer.nn.layers import Embedding, LayerNorm, Linear, PatchEmbedding  # noqa: E402
+from numpy_transformer.nn.modern import GroupedQueryAttention, RMSNorm, SwiGLUFeedForward  # noqa: E402
 from numpy_transformer.nn.transformer import (  # noqa: E402
     Transformer,
     TransformerDecoderLayer,
@@ -357,6 +358,104 @@ def row_cross_entropy(rng, dtype, z):
     return [("loss", loss, tloss), ("dlogits", dlogits, tl.grad)]
 
 
+def row_rmsnorm(rng, dtype, z):
+    """torch's default eps (None: the dtype's machine epsilon) on both sides."""
+    x = normal(rng, (z.B, z.T, z.D), dtype, 2.0, 0.5)
+    weight = normal(rng, (z.D,), dtype, 0.4, 1.0)
+    dout = normal(rng, x.shape, dtype)
+    out, cache = F.rmsnorm_forward(x, weight)
+    dx, dweight = F.rmsnorm_backward(dout, cache)
+    tx, tweight = tt(x, True), tt(weight, True)
+    tout = torch.nn.functional.rms_norm(tx, (z.D,), tweight)
+    tout.backward(tt(dout))
+    return [("out", out, tout), ("dx", dx, tx.grad), ("dweight", dweight, tweight.grad)]
+
+
+def row_silu(rng, dtype, z):
+    return _activation(rng, dtype, z, F.silu_forward, F.silu_backward, torch.nn.functional.silu)
+
+
+def row_swiglu(rng, dtype, z):
+    x = normal(rng, (z.B, z.T, z.D), dtype)
+    w_gate, w_up = normal(rng, (z.F, z.D), dtype, z.D ** -0.5), normal(rng, (z.F, z.D), dtype, z.D ** -0.5)
+    w_down = normal(rng, (z.D, z.F), dtype, z.F ** -0.5)
+    dout = normal(rng, (z.B, z.T, z.D), dtype)
+    out, cache = F.swiglu_forward(x, w_gate, w_up, w_down)
+    grads = F.swiglu_backward(dout, cache)[:4]
+    tensors = [tt(a, True) for a in (x, w_gate, w_up, w_down)]
+    tx, tgate, tup, tdown = tensors
+    lin = torch.nn.functional.linear
+    tout = lin(torch.nn.functional.silu(lin(tx, tgate)) * lin(tx, tup), tdown)
+    tout.backward(tt(dout))
+    names = ["dx", "dw_gate", "dw_up", "dw_down"]
+    return [("out", out, tout)] + [(name, grads[i], tensors[i].grad) for i, name in enumerate(names)]
+
+
+def _transformers_llama():
+    try:
+        from transformers.models.llama import modeling_llama
+    except ImportError as error:
+        raise SkipRow(f"needs transformers ({error})") from None
+    return modeling_llama
+
+
+def _llama_tables(positions, head_dim, theta, td):
+    """LlamaRotaryEmbedding's full-width cos/sin written out in float64 and rounded to ``td`` (the module itself
+    computes the angles in float32 whatever the dtype)."""
+    inverse_frequency = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    freqs = torch.tensor(positions, dtype=torch.float64)[:, None] * inverse_frequency
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(td), emb.sin().to(td)
+
+
+def row_rope(rng, dtype, z):
+    """Against transformers' apply_rotary_pos_emb on queries and keys at positions 5 .. 5 + T - 1."""
+    llama = _transformers_llama()
+    Dh, theta = z.D // z.H, 10000.0
+    positions = np.arange(5, 5 + z.T)
+    q, k = normal(rng, (z.B, z.H, z.T, Dh), dtype), normal(rng, (z.B, 1, z.T, Dh), dtype)
+    dq_up, dk_up = normal(rng, q.shape, dtype), normal(rng, k.shape, dtype)
+    cos, sin = F.rope_tables(positions, Dh, theta, dtype=dtype)
+    q_rot, q_cache = F.rope_forward(q, cos, sin)
+    k_rot, k_cache = F.rope_forward(k, cos, sin)
+    dq, dk = F.rope_backward(dq_up, q_cache), F.rope_backward(dk_up, k_cache)
+    tcos, tsin = _llama_tables(positions, Dh, theta, tdtype(dtype))
+    tq, tk = tt(q, True), tt(k, True)
+    tq_rot, tk_rot = llama.apply_rotary_pos_emb(tq, tk, tcos[None], tsin[None])
+    ((tq_rot * tt(dq_up)).sum() + (tk_rot * tt(dk_up)).sum()).backward()
+    return [("cos", np.concatenate([cos, cos], -1), tcos), ("sin", np.concatenate([sin, sin], -1), tsin),
+            ("q out", q_rot, tq_rot), ("k out", k_rot, tk_rot), ("dq", dq, tq.grad), ("dk", dk, tk.grad)]
+
+
+def _kv_heads(z):
+    return z.H // 2 if z.H % 2 == 0 else 1
+
+
+def row_gqa(rng, dtype, z):
+    """Against scaled_dot_product_attention(..., enable_gqa=True): key padding + causal + one query with no key
+    at all (torch sees that row unmasked, upstream gradient 0), H / 2 key/value heads (1 when H is odd)."""
+    B, H, Hkv, T, Dh = z.B, z.H, _kv_heads(z), z.T, z.D // z.H
+    q = normal(rng, (B, H, T, Dh), dtype, 1.5)
+    k, v = normal(rng, (B, Hkv, T, Dh), dtype), normal(rng, (B, Hkv, T, Dh), dtype)
+    dout = normal(rng, (B, H, T, Dh), dtype)
+    mask = np.zeros((B, H, T, T), dtype=bool)
+    mask[0, ..., :min(2, T - 1)] = True                # the first keys of sequence 0 are padding
+    mask[1 % B, H - 1, T - 1] = True                   # the last query of one head may attend to nothing
+    out, _, cache = F.grouped_query_attention_forward(q, k, v, mask=mask, is_causal=True)
+    dq, dk, dv = F.grouped_query_attention_backward(dout, cache)
+
+    forbidden = mask | causal(T)                       # (B, H, T, T)
+    full = forbidden.all(-1, keepdims=True)            # (B, H, T, 1) rows with no key
+    additive = np.where(forbidden & ~full, -np.inf, 0.0).astype(dtype)
+    tq, tk, tv = tt(q, True), tt(k, True), tt(v, True)
+    tout = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=tt(additive), enable_gqa=True)
+    tout.backward(tt(np.where(full, 0, dout).astype(dtype)))
+    rows = ~full[..., 0]
+    return [("out", out[rows], to_numpy(tout)[rows]), ("dq", dq[rows], to_numpy(tq.grad)[rows]),
+            ("dk", dk, tk.grad), ("dv", dv, tv.grad),
+            ("out[fully masked] == 0", out[~rows], np.zeros_like(out[~rows]))]
+
+
 # ---------------------------------------------------------------------------------------------- module rows
 
 def one_input_pairs(ours, theirs, x, dout, input_grad_name):
@@ -536,6 +635,45 @@ def row_patch_embedding(rng, dtype, z):
     images = normal(rng, (z.B, z.C, h, w), dtype)
     dout = normal(rng, (z.B, ours.num_patches, z.D), dtype)
     return one_input_pairs(ours, theirs, images, dout, "dimages")
+
+
+def row_rmsnorm_module(rng, dtype, z):
+    ours = randomize(RMSNorm(z.D, dtype=dtype), rng)
+    theirs = twin_load(torch.nn.RMSNorm(z.D, dtype=tdtype(dtype)), ours)
+    x, dout = normal(rng, (z.B, z.T, z.D), dtype, 2.0, 0.5), normal(rng, (z.B, z.T, z.D), dtype)
+    return one_input_pairs(ours, theirs, x, dout, "dx")
+
+
+def row_swiglu_module(rng, dtype, z):
+    llama = _transformers_llama()
+    from transformers import LlamaConfig
+
+    ours = SwiGLUFeedForward(z.D, z.F, dtype=dtype, rng=SEED)
+    config = LlamaConfig(hidden_size=z.D, intermediate_size=z.F, num_attention_heads=z.H, num_hidden_layers=1)
+    theirs = twin_load(llama.LlamaMLP(config).to(tdtype(dtype)), ours)
+    x, dout = normal(rng, (z.B, z.T, z.D), dtype), normal(rng, (z.B, z.T, z.D), dtype)
+    return one_input_pairs(ours, theirs, x, dout, "dx")
+
+
+def row_gqa_module(rng, dtype, z):
+    """Causal self-attention with RoPE, H / 2 key/value heads (1 when H is odd), against LlamaAttention (sdpa;
+    the cos/sin tables written out in float64 and rounded, as ours are)."""
+    llama = _transformers_llama()
+    from transformers import LlamaConfig
+
+    theta = 10000.0
+    ours = GroupedQueryAttention(z.D, z.H, _kv_heads(z), rope_theta=theta, dtype=dtype, rng=SEED)
+    config = LlamaConfig(hidden_size=z.D, num_attention_heads=z.H, num_key_value_heads=_kv_heads(z),
+                         rope_theta=theta, num_hidden_layers=1, attn_implementation="sdpa")
+    theirs = twin_load(llama.LlamaAttention(config, layer_idx=0).to(tdtype(dtype)), ours)
+    x, dout = normal(rng, (z.B, z.T, z.D), dtype), normal(rng, (z.B, z.T, z.D), dtype)
+    out, _ = ours(x)
+    dx = ours.backward(dout)
+    tx = tt(x, True)
+    tables = _llama_tables(np.arange(z.T), z.D // z.H, theta, tdtype(dtype))
+    tout, _ = theirs(tx, position_embeddings=tuple(t[None] for t in tables), attention_mask=None)
+    tout.backward(tt(dout))
+    return [("out", out, tout), ("dx", dx, tx.grad)] + param_pairs(ours, theirs)
 
 
 # ---------------------------------------------------------------------------------------------- model rows
@@ -795,6 +933,11 @@ ROWS = [
     ("dropout (shared mask)", row_dropout),
     ("patchify", row_patchify),
     ("cross-entropy", row_cross_entropy),
+    ("rms norm", row_rmsnorm),
+    ("silu", row_silu),
+    ("swiglu feed-forward", row_swiglu),
+    ("rope (transformers)", row_rope),
+    ("grouped-query attention", row_gqa),
     ("Linear", row_linear_module),
     ("Embedding", row_embedding_module),
     ("LayerNorm", row_layernorm_module),
@@ -805,6 +948,9 @@ ROWS = [
     ("TransformerDecoderLayer", row_decoder_layer),
     ("Transformer", row_transformer),
     ("PatchEmbedding", row_patch_embedding),
+    ("RMSNorm", row_rmsnorm_module),
+    ("SwiGLUFeedForward (LlamaMLP)", row_swiglu_module),
+    ("GroupedQueryAttention (LlamaAttention)", row_gqa_module),
     ("Seq2SeqTransformer", row_seq2seq),
     ("GPT", row_gpt),
     ("VisionTransformer", row_vit),

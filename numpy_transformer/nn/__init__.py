@@ -13,6 +13,7 @@ from .layers import (
 )
 from .module import IncompatibleKeys, Module, ModuleList, Parameter
 from .attention import MultiheadAttention, merge_attention_masks
+from .modern import GroupedQueryAttention, RMSNorm, SiLU, SwiGLUFeedForward
 from .transformer import (
     Transformer,
     TransformerDecoder,
@@ -26,5 +27,6 @@ __all__ = [
     "Linear", "Embedding", "LayerNorm", "Dropout", "Activation", "ReLU", "GELU",
     "PositionalEncoding", "PatchEmbedding", "PatchProjection",
     "MultiheadAttention", "merge_attention_masks",
+    "RMSNorm", "SiLU", "SwiGLUFeedForward", "GroupedQueryAttention",
     "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder", "Transformer",
 ]

@@ -13,7 +13,10 @@ sys.path.insert(0, ROOT)
 from benchmarks.precision import ROW_NAMES  # noqa: E402
 
 FLOAT64_BAR = 1e-8
-OPTIONAL_ROWS = {"BertModel (all-MiniLM-L6-v2)"}  # needs transformers and the checkpoint package
+OPTIONAL_ROWS = {  # need transformers (and the checkpoint package)
+    "BertModel (all-MiniLM-L6-v2)", "rope (transformers)", "SwiGLUFeedForward (LlamaMLP)",
+    "GroupedQueryAttention (LlamaAttention)",
+}
 
 
 @pytest.fixture(scope="module")
