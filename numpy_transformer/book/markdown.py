@@ -24,7 +24,7 @@ Resolver = Callable[[str], "str | None"]   # a dotted name -> the href of its pa
 _ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|obj|exc):`(?P<tilde>~?)\.?(?P<target>[^`]+)`")
 # a role, a code span or a formula: the pieces of a text that are left as they are
 _KEEP = re.compile(r"(?P<role>:(?:func|class|meth|mod|attr|data|obj|exc):`[^`]+`)|``.+?``|`[^`\n]+`"
-                   r"|\$\$.+?\$\$|\$[^$\n]+\$", re.S)
+                   r"|\$\$.+?\$\$|\$(?:[^$\n]|\n(?![ \t]*\n))+?\$", re.S)
 _WORD_STAR = re.compile(r"(?<=[\w)\]])\*(?=[\w(\[])")
 _SECTION = re.compile(r"^(?P<title>[A-Z][A-Za-z ]*(?: / [A-Za-z ]+)?):\s*$")
 _ITEM = re.compile(r"^(?P<term>\(?[A-Za-z_][\w]*(?:, [A-Za-z_]\w*)*\)?):\s+(?P<text>.*)$")

@@ -121,15 +121,18 @@ class Book:
         derivations = [p for p in self.pages.values() if p.kind == "derivation"]
         sources = {p.filename: p.source.read_text(encoding="utf-8") for p in code_pages}
 
-        # derivation <-> code: a derivation names "functional/x.py" or "nn/x.py"; a docstring names the .md
+        # derivation <-> code: a derivation names "functional/x.py" or "nn/x.py"; a docstring names the .md.
+        # A derivation's code pages are listed in the order the derivation names them (its "Code:" line first).
         for derivation in derivations:
             text = derivation.source.read_text(encoding="utf-8")
+            named = []
             for page in code_pages:
                 named_here = re.search(rf"\b{page.kind}/{page.name}\.py\b", text)
                 named_there = f"docs/derivations/{derivation.source.name}" in sources[page.filename]
                 if named_here or named_there:
                     page.derivations.append(derivation.filename)
-                    derivation.code.append(page.filename)
+                    named.append((named_here.start() if named_here else len(text), page.filename))
+            derivation.code = [filename for _, filename in sorted(named)]
 
         # nn file -> the functional files it imports
         for page in code_pages:
@@ -210,7 +213,8 @@ class Book:
         order += [p for p in self.pages.values() if p.kind == "nn"]
         derivations = [p for p in self.pages.values() if p.kind == "derivation"]
         position = {p.filename: i for i, p in enumerate(order)}
-        derivations.sort(key=lambda d: (min([position.get(c, len(order)) for c in d.code] or [len(order)]), d.name))
+        # each derivation follows the first code file it names
+        derivations.sort(key=lambda d: (position.get(d.code[0], len(order)) if d.code else len(order), d.name))
         order += derivations
         return order
 

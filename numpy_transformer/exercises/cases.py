@@ -93,6 +93,32 @@ def _cross_entropy_targets(rng) -> np.ndarray:
     return targets
 
 
+def _swiglu_torch(torch, inputs, cache):
+    x, w_gate, w_up, w_down, b_gate, b_up, b_down = inputs
+    linear = torch.nn.functional.linear
+    return linear(torch.nn.functional.silu(linear(x, w_gate, b_gate)) * linear(x, w_up, b_up), w_down, b_down)
+
+
+def _rope_torch(torch, inputs, cache):
+    x, cos, sin = inputs
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+def _gqa_torch(is_causal):
+    def run(torch, inputs, cache):
+        q, k, v = inputs[:3]
+        group = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        scores = (q * cache["attention"]["scale"]) @ k.transpose(-1, -2)
+        if is_causal:                                          # the T queries are the last T of S positions
+            T, S = scores.shape[-2:]
+            scores = scores.masked_fill(torch.ones(T, S, dtype=torch.bool).triu(S - T + 1), -math.inf)
+        return torch.softmax(scores, dim=-1) @ v
+    return run
+
+
 CASES: dict[str, list[Case]] = {
     "linear_backward": [
         Case("x (2, 3, 4), weight (5, 4), bias", "linear_forward",
@@ -233,7 +259,55 @@ CASES: dict[str, list[Case]] = {
                  t[0].reshape(-1, 5), t[1].reshape(-1), ignore_index=-100, label_smoothing=eps))
         for eps in (0.0, 0.1)
     ],
+    "rmsnorm_backward": [
+        Case("x (2, 3, 5), random weight", "rmsnorm_forward",
+             lambda rng: [rng.standard_normal((2, 3, 5)) + 0.5, rng.standard_normal(5)],
+             ("x", "weight"), ("x", "weight"), kwargs={"eps": 1e-6},
+             torch=lambda torch, t, cache: torch.nn.functional.rms_norm(t[0], (5,), t[1], 1e-6)),
+        Case("one row x (4,), no weight", "rmsnorm_forward", lambda rng: [rng.standard_normal(4), None],
+             ("x", "weight"), ("x", None), kwargs={"eps": 1e-6},
+             torch=lambda torch, t, cache: torch.nn.functional.rms_norm(t[0], (4,), None, 1e-6)),
+    ],
+    "silu_backward": [
+        Case("x (3, 4)", "silu_forward", lambda rng: [2 * rng.standard_normal((3, 4))], ("x",), ("x",),
+             torch=lambda torch, t, cache: torch.nn.functional.silu(t[0])),
+    ],
+    "swiglu_backward": [
+        Case("x (2, 3, 4), F = 6, biases" if bias else "x (3, 4), F = 5, no biases", "swiglu_forward",
+             lambda rng, bias=bias: (
+                 [rng.standard_normal((2, 3, 4)), rng.standard_normal((6, 4)), rng.standard_normal((6, 4)),
+                  rng.standard_normal((4, 6)), rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal(4)]
+                 if bias else
+                 [rng.standard_normal((3, 4)), rng.standard_normal((5, 4)), rng.standard_normal((5, 4)),
+                  rng.standard_normal((4, 5)), None, None, None]),
+             ("x", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down"),
+             ("x", "w_gate", "w_up", "w_down") + (("b_gate", "b_up", "b_down") if bias else (None, None, None)),
+             torch=_swiglu_torch)
+        for bias in (True, False)
+    ],
+    "rope_backward": [
+        Case("x (2, 2, 3, 6) at positions 0..2", "rope_forward",
+             lambda rng: [rng.standard_normal((2, 2, 3, 6)), *_rope_tables(3, 6)],
+             ("x", "cos", "sin"), ("x",), torch=_rope_torch),
+    ],
+    "grouped_query_attention_backward": [
+        Case("4 query heads over 2 key/value heads", "grouped_query_attention_forward",
+             lambda rng: [rng.standard_normal((2, 4, 3, 2)), rng.standard_normal((2, 2, 5, 2)),
+                          rng.standard_normal((2, 2, 5, 3))],
+             ("q", "k", "v"), ("q", "k", "v"), torch=_gqa_torch(False)),
+        Case("3 query heads over 1 (multi-query), causal, T = 2 after S - T earlier positions",
+             "grouped_query_attention_forward",
+             lambda rng: [rng.standard_normal((1, 3, 2, 4)), rng.standard_normal((1, 1, 5, 4)),
+                          rng.standard_normal((1, 1, 5, 2))],
+             ("q", "k", "v"), ("q", "k", "v"), kwargs={"is_causal": True}, torch=_gqa_torch(True)),
+    ],
 }
+
+
+def _rope_tables(length: int, head_dim: int):
+    from ..functional.rope import rope_tables
+
+    return rope_tables(np.arange(length), head_dim, dtype=np.float64)
 
 
 def _sinusoidal(length: int, width: int) -> np.ndarray:

@@ -14,8 +14,10 @@ from numpy_transformer.book.contents import PACKAGE_DIR
 from reference import require
 
 FILES = sorted(PACKAGE_DIR.rglob("*.py"))
-_CODE_OR_MATH = re.compile(r"``.+?``|`[^`\n]+`|\$\$.+?\$\$|\$[^$\n]+\$", re.S)
-_FORMULA = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
+# inline math may run over a line break within a paragraph, never over a blank line
+_INLINE = r"\$((?:[^$\n]|\n(?![ \t]*\n))+?)\$"
+_CODE_OR_MATH = re.compile(r"``.+?``|`[^`\n]+`|\$\$.+?\$\$|" + _INLINE, re.S)
+_FORMULA = re.compile(r"\$\$(.+?)\$\$|" + _INLINE, re.S)
 
 
 def docstrings(path):
