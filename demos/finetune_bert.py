@@ -108,7 +108,7 @@ def predict(classifier, tokenizer, texts, max_length: int, batch_size: int = 32)
     return np.concatenate(out)
 
 
-def main() -> None:
+def main():
     args = _common.setup("finetune_bert", "fine-tune a pretrained BERT (MiniLM) for sentiment, in NumPy", add_options)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rng = np.random.default_rng(args.seed)
@@ -203,6 +203,7 @@ def main() -> None:
     print(f"  higher held-out accuracy: {better} ({len(test_texts)} held-out examples)")
 
     _common.done(args.out)
+    return classifier, tokenizer  # for a caller that imports this demo (demos/app.py keeps the model)
 
 
 if __name__ == "__main__":

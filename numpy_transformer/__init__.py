@@ -11,9 +11,9 @@ Reading order (each file is one page of the textbook):
 ``gradcheck`` checks any forward/backward pair or layer (yours too) against finite differences.
 Arrays may be NumPy (CPU) or CuPy (GPU) arrays: every function computes with the array module of its inputs.
 """
-from . import backend, checks, data, functional, gradcheck, io, models, nn, optim, text
+from . import backend, checks, data, functional, gradcheck, io, models, nn, optim, text, viz
 from .backend import get_array_module, to_device, to_numpy
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "checks", "data", "functional", "gradcheck", "io", "models", "nn", "optim", "text", "get_array_module", "to_device", "to_numpy"]
+__all__ = ["backend", "checks", "data", "functional", "gradcheck", "io", "models", "nn", "optim", "text", "viz", "get_array_module", "to_device", "to_numpy"]

@@ -1,10 +1,24 @@
 """Pictures of what a Transformer computes: attention maps, positional encodings, training curves.
 
-Needs matplotlib (``pip install matplotlib``); the rest of the library does not. Every function draws on a
-given ``ax`` or on a new figure, titles and labels its axes, and saves a PNG when given ``path``.
+- ``plots``: matplotlib pictures (PNG). Needs matplotlib (``pip install matplotlib``); the rest of the library
+  does not. Every function draws on a given ``ax`` or on a new figure, titles and labels its axes, and saves a
+  PNG when given ``path``.
+- ``html``: interactive attention views, each one self-contained HTML page (inline script and style, nothing
+  fetched), for a browser or a notebook: :class:`HeadView`, :class:`ModelView`, :func:`encoder_decoder_view`,
+  and :func:`head_view_html` / :func:`model_view_html` straight from a model, a tokenizer and a text.
 """
-from .plots import (  # noqa: F401  (__all__: the same public names as plots)
-    __all__,
+from . import html, plots
+from .html import (  # noqa: F401
+    AttentionSet,
+    AttentionView,
+    HeadView,
+    ModelView,
+    encoder_decoder_view,
+    head_view_html,
+    model_attention,
+    model_view_html,
+)
+from .plots import (  # noqa: F401
     attention_heads_grid,
     attention_heatmap,
     head_view,
@@ -14,3 +28,5 @@ from .plots import (  # noqa: F401  (__all__: the same public names as plots)
     save_figure,
     similarity_matrix,
 )
+
+__all__ = plots.__all__ + html.__all__
