@@ -497,7 +497,7 @@ def row_layernorm_module(rng, dtype, z):
 
 
 def _mha_pair(rng, dtype, z):
-    ours = randomize(MultiheadAttention(z.D, z.H, dtype=dtype, rng=SEED), rng)
+    ours = randomize(MultiheadAttention(z.D, z.H, batch_first=True, dtype=dtype, rng=SEED), rng)
     theirs = twin_load(torch.nn.MultiheadAttention(z.D, z.H, batch_first=True, dtype=tdtype(dtype)), ours)
     return ours, theirs
 
@@ -542,7 +542,7 @@ def row_mha_cross(rng, dtype, z):
 def _encoder_layer(rng, dtype, z, norm_first):
     activation = "gelu" if norm_first else "relu"
     ours = randomize(TransformerEncoderLayer(z.D, z.H, z.F, dropout=0.0, activation=activation,
-                                             norm_first=norm_first, dtype=dtype, rng=SEED), rng)
+                                             norm_first=norm_first, batch_first=True, dtype=dtype, rng=SEED), rng)
     theirs = twin_load(torch.nn.TransformerEncoderLayer(z.D, z.H, z.F, dropout=0.0, activation=activation,
                                                         batch_first=True, norm_first=norm_first,
                                                         dtype=tdtype(dtype)), ours)
@@ -571,7 +571,8 @@ def row_encoder_pre(rng, dtype, z):
 def row_decoder_layer(rng, dtype, z):
     """Causal + target padding on the self-attention, memory padding on the cross-attention; the last
     sequence's memory is all padding (dropped on torch's side)."""
-    ours = randomize(TransformerDecoderLayer(z.D, z.H, z.F, dropout=0.0, dtype=dtype, rng=SEED), rng)
+    ours = randomize(TransformerDecoderLayer(z.D, z.H, z.F, dropout=0.0, batch_first=True, dtype=dtype, rng=SEED),
+                     rng)
     theirs = twin_load(torch.nn.TransformerDecoderLayer(z.D, z.H, z.F, dropout=0.0, batch_first=True,
                                                         dtype=tdtype(dtype)), ours)
     B, T, S, D = z.B, z.T, z.S, z.D

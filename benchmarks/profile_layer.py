@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         padding = np.zeros((size.B, size.T), dtype=bool)
         padding[1::2, -size.T // 4:] = True
     layer = TransformerEncoderLayer(size.d, size.h, dim_feedforward=size.ff, dropout=0.0,
-                                    activation=args.activation, rng=SEED)
+                                    activation=args.activation, batch_first=True, rng=SEED)
 
     def step():
         layer.zero_grad()

@@ -42,7 +42,7 @@ class NeighbourModel(Module):
         super().__init__()
         self.embed = Embedding(vocab_size, d_model, rng=rng)
         self.positions = PositionalEncoding(d_model, max_len=64, kind="sinusoidal")
-        self.attention = MultiheadAttention(d_model, num_heads, rng=rng)
+        self.attention = MultiheadAttention(d_model, num_heads, batch_first=True, rng=rng)
         self.before = Linear(d_model, vocab_size, rng=rng)
         self.after = Linear(d_model, vocab_size, rng=rng)
 

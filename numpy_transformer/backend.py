@@ -28,6 +28,44 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 Array = Union[np.ndarray, "cupy.ndarray"]  # noqa: F821 - cupy is optional, named for type checkers only
 
 
+# torch's names of the float dtypes, as in ``str(torch.float64) == "torch.float64"`` (torch is never imported)
+_TORCH_FLOAT_NAMES = {"float64": np.float64, "double": np.float64, "float32": np.float32, "float": np.float32,
+                      "float16": np.float16, "half": np.float16}
+
+
+def as_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """The NumPy float dtype that ``dtype`` names, as torch users and NumPy users write it.
+
+    Accepted: a NumPy dtype or scalar type (``np.float64``), Python's ``float`` (float64, as in NumPy), a
+    NumPy name (``"float64"``, ``"f8"``, ``"double"``, ``"half"``), a torch dtype (``torch.float64``, read by
+    its name, so torch is never imported) or its name (``"torch.float64"``, ``"torch.float"`` = float32, as in
+    torch), or None (float32, the default, as in torch). The bare string ``"float"`` is refused: it means
+    float64 to NumPy and float32 to torch. Only float16, float32 and float64 are accepted (NumPy has no
+    bfloat16).
+    """
+    if dtype is None:
+        return np.dtype(np.float32)
+    text = str(dtype) if type(dtype).__module__ == "torch" else dtype   # a torch.dtype prints "torch.float64"
+    if isinstance(text, str):
+        if text == "float":
+            raise TypeError(f"{name}: got 'float', which is float64 to NumPy and float32 to torch; expected an "
+                            "unambiguous name such as 'float32' or 'float64'")
+        if text.startswith("torch."):
+            if text[len("torch."):] not in _TORCH_FLOAT_NAMES:
+                raise TypeError(f"{name}: got {text}; expected torch.float16, torch.float32 or torch.float64 "
+                                "(NumPy has no bfloat16)")
+            return np.dtype(_TORCH_FLOAT_NAMES[text[len("torch."):]])
+    try:
+        resolved = np.dtype(text)
+    except TypeError:
+        raise TypeError(f"{name}: got {dtype!r}; expected a float dtype such as np.float32, 'float64' or "
+                        "torch.float64") from None
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: got {dtype!r} ({resolved}); expected a floating dtype (float16, float32 or "
+                        "float64)")
+    return resolved
+
+
 def _import_cupy():
     """Import CuPy on first use, or explain clearly that it is missing."""
     global _cupy_module

@@ -7,7 +7,8 @@ message names the argument, what it got, and what was expected, e.g.:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,16 +47,17 @@ def check_ndim(name: str, x: Any, ndim: int | Sequence[int], meaning: str = "") 
 def check_shape(name: str, x: Any, expected: Sequence[int | None], meaning: str = "") -> None:
     """``x.shape`` must equal ``expected``, where ``None`` in ``expected`` matches any size."""
     expected = tuple(expected)
-    ok = x.ndim == len(expected) and all(e is None or e == s for s, e in zip(x.shape, expected))
+    ok = x.ndim == len(expected) and all(e is None or e == s for s, e in zip(x.shape, expected, strict=True))
     if not ok:
-        shown = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
+        sizes = ", ".join("*" if e is None else str(e) for e in expected)
+        shown = "(" + sizes + ("," if len(expected) == 1 else "") + ")"
         extra = f" {meaning}" if meaning else ""
         raise ValueError(f"{name}: got shape {tuple(x.shape)}; expected {shown}{extra}")
 
 
 def check_same_dtype(names: Sequence[str], *arrays: Any) -> None:
     """All given (non-None) arrays must share one floating dtype: nothing is silently upcast."""
-    pairs = [(n, a) for n, a in zip(names, arrays) if a is not None]
+    pairs = [(n, a) for n, a in zip(names, arrays, strict=True) if a is not None]
     first_name, first = pairs[0]
     for name, array in pairs[1:]:
         if array.dtype != first.dtype:
@@ -68,7 +70,7 @@ def check_same_dtype(names: Sequence[str], *arrays: Any) -> None:
 def check_broadcastable(name: str, shape: Sequence[int], target: Sequence[int], meaning: str = "") -> None:
     """An array of ``shape`` must broadcast to ``target`` (without growing ``target``)."""
     shape, target = tuple(shape), tuple(target)
-    ok = len(shape) <= len(target) and all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
+    ok = len(shape) <= len(target) and all(s in (1, t) for s, t in zip(shape[::-1], target[::-1], strict=False))
     if not ok:
         extra = f" {meaning}" if meaning else ""
         raise ValueError(f"{name}: got shape {shape}; expected a shape that broadcasts to {target}{extra}")
@@ -90,3 +92,23 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     """``value`` must be one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name}: got {value!r}; expected one of {', '.join(repr(c) for c in choices)}")
+
+
+def upstream_spec(out: Any) -> tuple:
+    """What the upstream gradient of ``out`` must look like: ``(shape, dtype)``, kept in a forward's cache."""
+    return tuple(out.shape), out.dtype
+
+
+def check_upstream(name: str, dout: Any, spec: tuple, of: str = "the forward's output") -> None:
+    """``dout`` must have the shape and dtype in ``spec`` (from :func:`upstream_spec` of the forward's output).
+
+    A gradient of another shape is never reshaped to fit, and one of another dtype is never silently
+    promoted (a float64 ``dout`` would otherwise turn every gradient of a float32 model into float64).
+    """
+    shape, dtype = spec
+    check_array(name, dout)
+    if tuple(dout.shape) != shape:
+        raise ValueError(f"{name}: got shape {tuple(dout.shape)}; expected {shape}, the shape of {of}")
+    if dout.dtype != dtype:
+        raise TypeError(f"{name}: got dtype {dout.dtype}; expected {dtype}, the dtype of {of} (cast explicitly; "
+                        "the library never upcasts silently)")

@@ -95,3 +95,63 @@ def test_missing_gradient_is_reported(rng):
     x = rng.standard_normal((2, 3))
     report = gradcheck(lambda a: (a * 2, None), lambda d, c: (None,), [x], names=["x"])
     assert not report.ok and report.missing == ["x"]
+
+
+def doubling_scaled_tanh_backward(dout, cache):
+    dout *= 2                                                     # writes into the caller's array
+    return scaled_tanh_backward(dout, cache)
+
+
+def scaled_tanh_backward_that_then_clears_dout(dout, cache):
+    grads = scaled_tanh_backward(dout, cache)                     # right gradients, then the caller's array is spoiled
+    dout[...] = 0
+    return grads
+
+
+class DoublingUserLayer(UserLayer):
+    def backward(self, dout):
+        dout *= 2
+        return super().backward(dout)
+
+
+def test_backward_that_writes_into_its_upstream_gradient_is_caught(rng):
+    x, scale = rng.standard_normal((3, 4)), rng.standard_normal(4)
+    report = gradcheck(scaled_tanh_forward, doubling_scaled_tanh_backward, [x, scale], names=["x", "scale"])
+    assert not report.ok and report.upstream_modified
+    assert report.errors["x"] > 0.1                               # the finite differences used the original g
+    assert "upstream gradient" in str(report) and "WRONG" in str(report)
+    report = gradcheck(scaled_tanh_forward, scaled_tanh_backward_that_then_clears_dout, [x, scale])
+    assert report.max_error < 1e-8 and report.upstream_modified and not report.ok
+    report = gradcheck_module(DoublingUserLayer(rng, 5), [rng.standard_normal((2, 5))], input_names=["x"])
+    assert not report.ok and report.upstream_modified and report.errors["x"] > 0.1
+    assert not gradcheck(scaled_tanh_forward, scaled_tanh_backward, [x, scale]).upstream_modified
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_lower_precision_is_refused_with_the_reason(rng, dtype):
+    from numpy_transformer.nn import LayerNorm
+
+    x, scale = rng.standard_normal((3, 4)).astype(dtype), rng.standard_normal(4).astype(dtype)
+    with pytest.raises(TypeError, match=rf"x: got dtype {np.dtype(dtype)}; expected float64.*astype\(np.float64\)"):
+        gradcheck(scaled_tanh_forward, scaled_tanh_backward, [x, scale], names=["x", "scale"])
+    with pytest.raises(TypeError, match=rf"parameter weight: got dtype {np.dtype(dtype)}.*module.double\(\)"):
+        gradcheck_module(LayerNorm(4, dtype=dtype), [x.astype(np.float64)], input_names=["x"])
+    with pytest.raises(TypeError, match="x: got dtype"):
+        numerical_gradient(lambda: x * 2, x, np.ones_like(x))
+
+
+def test_a_module_with_dropout_on_is_refused_with_the_reason(rng):
+    from numpy_transformer.nn import TransformerEncoderLayer
+
+    layer = TransformerEncoderLayer(4, 2, dim_feedforward=6, dropout=0.1, batch_first=True, dtype=np.float64, rng=0)
+    x = rng.standard_normal((2, 3, 4))
+    with pytest.raises(ValueError, match=r"training mode with dropout on \(self_attn \(p=0.1\), dropout \(p=0.1\), "
+                                         r"dropout1 \(p=0.1\), dropout2 \(p=0.1\)\).*module.eval\(\)"):
+        gradcheck_module(layer, [x], input_names=["x"])
+    assert gradcheck_module(layer.eval(), [x], input_names=["x"]).ok
+
+    def random_forward(x):
+        return x * rng.random(x.shape), None
+
+    with pytest.raises(ValueError, match="different outputs.*dropout"):
+        gradcheck(random_forward, lambda dout, cache: dout, [x])

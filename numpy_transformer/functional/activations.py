@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 
 from ..backend import Array, get_array_module, is_cupy_array
-from ..checks import check_choice, check_float
+from ..checks import check_choice, check_float, check_upstream, upstream_spec
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -75,12 +75,12 @@ def relu_forward(x: Array) -> tuple[Array, dict]:
 
     Returns:
         out: shape of x
-        cache: dict with ``positive`` (shape of x, bool) = x > 0
+        cache: dict with ``positive`` (shape of x, bool) = x > 0 and ``out_spec`` (shape and dtype of out)
     """
     check_float("x", x)
     xp = get_array_module(x)
     out = xp.maximum(x, 0)                                      # shape of x
-    return out, {"positive": x > 0}
+    return out, {"positive": x > 0, "out_spec": upstream_spec(out)}
 
 
 def relu_backward(dout: Array, cache: dict) -> Array:
@@ -93,6 +93,7 @@ def relu_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: pass dout through where the input was positive (the cache holds that mask).
     # forward: out = max(x, 0)
     return dout * cache["positive"]
@@ -110,7 +111,8 @@ def gelu_forward(x: Array, approximate: str = "none") -> tuple[Array, dict]:
 
     Returns:
         out: shape of x
-        cache: dict with ``approximate``, ``x`` and either ``cdf`` = Phi(x) (exact) or ``tanh`` = t (tanh form)
+        cache: dict with ``approximate``, ``x``, ``out_spec`` and either ``cdf`` = Phi(x) (exact) or ``tanh``
+            = t (tanh form)
     """
     check_float("x", x)
     check_choice("approximate", approximate, ("none", "tanh"))
@@ -118,11 +120,11 @@ def gelu_forward(x: Array, approximate: str = "none") -> tuple[Array, dict]:
     if approximate == "none":
         cdf = _normal_cdf(x)                                    # Phi(x) = (1 + erf(x / sqrt 2)) / 2, shape of x
         out = x * cdf
-        return out, {"approximate": approximate, "x": x, "cdf": cdf}
+        return out, {"approximate": approximate, "x": x, "cdf": cdf, "out_spec": upstream_spec(out)}
     inner = _SQRT_2_OVER_PI * (x + _TANH_CUBIC * (x * x * x))   # u, shape of x
     t = xp.tanh(inner)
     out = 0.5 * x * (1.0 + t)
-    return out, {"approximate": approximate, "x": x, "tanh": t}
+    return out, {"approximate": approximate, "x": x, "tanh": t, "out_spec": upstream_spec(out)}
 
 
 def gelu_backward(dout: Array, cache: dict) -> Array:
@@ -135,6 +137,7 @@ def gelu_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: the derivative of the formula the forward chose, from the cached x and cdf (exact) or tanh.
     x = cache["x"]
     xp = get_array_module(dout, x)

@@ -26,6 +26,9 @@ and its gradient to be exactly zero, never NaN (see :mod:`numpy_transformer.func
 gives NaN there. (A large finite penalty such as $-10^9$ on every key is not "all forbidden": the softmax is
 then uniform, as in PyTorch.)
 
+No keys at all (S = 0) is the same case for every query: as in PyTorch, the output is zeros (..., T, Dv), the
+weights an empty (..., T, 0) array, and the query gradient zero. No queries (T = 0) gives empty arrays.
+
 Backward. With $dO = \partial L / \partial O$, and $dA$, $dP$ ... the gradients of the loss with respect to
 each matrix, undo the forward lines from the last to the first:
 
@@ -57,7 +60,15 @@ from typing import Any
 import numpy as np
 
 from ..backend import Array, get_array_module, seeded_generator
-from ..checks import check_array, check_broadcastable, check_float, check_probability, check_same_dtype
+from ..checks import (
+    check_array,
+    check_broadcastable,
+    check_float,
+    check_probability,
+    check_same_dtype,
+    check_upstream,
+    upstream_spec,
+)
 from .softmax import softmax_forward
 
 
@@ -179,12 +190,13 @@ def scaled_dot_product_attention_backward(dout: Array, cache: dict) -> tuple[Arr
     """Gradients of attention with respect to q, k and v.
 
     Inputs:
-        dout: (..., T, Dv) upstream gradient
+        dout: (..., T, Dv) upstream gradient, the shape and dtype of the forward's ``out``
         cache: from :func:`scaled_dot_product_attention_forward`
 
     Returns:
         dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
     """
+    check_upstream("dout", dout, upstream_spec(cache["out"]))
     # EXERCISE: undo out = dropped @ v, the dropout, the softmax and the scores, giving dq, dk, dv.
     q_scaled, k, v, scale = cache["q_scaled"], cache["k"], cache["v"], cache["scale"]
     dropped, keep_scale = cache["dropped"], cache["keep_scale"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import Array, get_array_module, seeded_generator
-from ..checks import check_float, check_probability
+from ..checks import check_float, check_probability, check_upstream, upstream_spec
 
 
 def dropout_forward(x: Array, p: float = 0.5, training: bool = True,
@@ -40,12 +40,13 @@ def dropout_forward(x: Array, p: float = 0.5, training: bool = True,
 
     Returns:
         out: shape of x
-        cache: dict with ``mask`` = the scaled mask s (shape of x, dtype of x), or None for the identity
+        cache: dict with ``mask`` = the scaled mask s (shape of x, dtype of x), or None for the identity,
+            and ``out_spec`` (the shape and dtype of out)
     """
     check_float("x", x)
     check_probability("p", p)
     if not training or p == 0:
-        return x, {"mask": None}
+        return x, {"mask": None, "out_spec": upstream_spec(x)}
     xp = get_array_module(x)
     generator = seeded_generator(rng, xp)
     scale = 1.0 / (1.0 - float(p))                              # a Python float: keeps x's dtype
@@ -54,7 +55,7 @@ def dropout_forward(x: Array, p: float = 0.5, training: bool = True,
     mask = keep.astype(x.dtype)                                 # m in {0, 1}
     mask *= scale                                               # s = m / (1 - p), in place
     out = x * mask
-    return out, {"mask": mask}
+    return out, {"mask": mask, "out_spec": upstream_spec(out)}
 
 
 def dropout_backward(dout: Array, cache: dict) -> Array:
@@ -67,6 +68,7 @@ def dropout_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: send dout through the same scaled mask (None: dropout was the identity).
     mask = cache["mask"]
     if mask is None:

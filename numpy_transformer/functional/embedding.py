@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import Array, get_array_module, is_cupy_array
-from ..checks import check_float, check_integer, check_ndim
+from ..checks import check_float, check_integer, check_ndim, check_upstream, upstream_spec
 
 
 def _scatter_add(target: Array, index: Array, values: Array) -> None:
@@ -54,8 +54,8 @@ def embedding_forward(ids: Array, weight: Array, padding_idx: int | None = None)
 
     Returns:
         out: (..., D)
-        cache: dict with ``ids`` (...), ``num_embeddings`` V, ``weight_dtype`` and ``padding_idx``
-            (normalized to [0, V) or None)
+        cache: dict with ``ids`` (...), ``num_embeddings`` V, ``weight_dtype``, ``padding_idx``
+            (normalized to [0, V) or None) and ``out_spec`` (the shape and dtype of out)
     """
     check_integer("ids", ids)
     check_float("weight", weight)
@@ -77,7 +77,8 @@ def embedding_forward(ids: Array, weight: Array, padding_idx: int | None = None)
             raise ValueError(f"ids: got id {bad}; expected ids in [0, {vocab_size}) (V = weight.shape[0])")
 
     out = xp.take(weight, ids, axis=0)                          # (V, D) gathered at (...) -> (..., D)
-    cache = {"ids": ids, "num_embeddings": vocab_size, "weight_dtype": weight.dtype, "padding_idx": padding_idx}
+    cache = {"ids": ids, "num_embeddings": vocab_size, "weight_dtype": weight.dtype, "padding_idx": padding_idx,
+             "out_spec": upstream_spec(out)}
     return out, cache
 
 
@@ -91,6 +92,7 @@ def embedding_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dweight: (V, D); the row ``padding_idx`` is zero
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: dweight (V, D): each position's gradient added into the row of its id; repeated ids add up.
     ids = cache["ids"]
     xp = get_array_module(dout, ids)

@@ -55,7 +55,15 @@ from typing import Any
 import numpy as np
 
 from ..backend import Array, get_array_module
-from ..checks import check_array, check_broadcastable, check_float, check_ndim, check_same_dtype
+from ..checks import (
+    check_array,
+    check_broadcastable,
+    check_float,
+    check_ndim,
+    check_same_dtype,
+    check_upstream,
+    upstream_spec,
+)
 from .attention import scaled_dot_product_attention_backward, scaled_dot_product_attention_forward
 
 
@@ -134,8 +142,8 @@ def grouped_query_attention_forward(q: Array, k: Array, v: Array, mask: Array | 
     Returns:
         out: (B, H, T, Dv)
         weights: (B, H, T, S) the softmax probabilities before dropout (a view of the cached array)
-        cache: dict with ``attention`` (the scaled dot-product attention cache, on (B, Hkv, G*T, ...) arrays)
-            and ``shape`` = (B, H, T)
+        cache: dict with ``attention`` (the scaled dot-product attention cache, on (B, Hkv, G*T, ...) arrays),
+            ``shape`` = (B, H, T) and ``out_spec`` (the shape and dtype of out)
     """
     _check_gqa(q, k, v, mask, is_causal)
     xp = get_array_module(q, k, v, mask)
@@ -161,7 +169,7 @@ def grouped_query_attention_forward(q: Array, k: Array, v: Array, mask: Array | 
     )                                                            # (B, Hkv, G*T, Dv), (B, Hkv, G*T, S)
     out = out_rows.reshape(B, H, T, Dv)                          # (B, Hkv, G*T, Dv) -> (B, H, T, Dv), a view
     weights = weights_rows.reshape(B, H, T, S)                   # (B, Hkv, G*T, S) -> (B, H, T, S), a view
-    return out, weights, {"attention": attention_cache, "shape": (B, H, T)}
+    return out, weights, {"attention": attention_cache, "shape": (B, H, T), "out_spec": upstream_spec(out)}
 
 
 def grouped_query_attention_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
@@ -175,6 +183,7 @@ def grouped_query_attention_backward(dout: Array, cache: dict) -> tuple[Array, A
         dq: (B, H, T, Dh); dk: (B, Hkv, S, Dh) and dv: (B, Hkv, S, Dv), each summed over the group of query
         heads that shares the key/value head
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: reuse the attention backward on the stacked rows; where does the sum over each group happen?
     B, H, T = cache["shape"]
     num_kv_heads = cache["attention"]["k"].shape[1]

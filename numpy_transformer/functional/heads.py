@@ -25,7 +25,7 @@ where that happens.
 from __future__ import annotations
 
 from ..backend import Array
-from ..checks import check_array, check_ndim, check_positive_int
+from ..checks import check_array, check_ndim, check_positive_int, check_upstream, upstream_spec
 
 
 def split_heads_forward(x: Array, num_heads: int) -> tuple[Array, dict]:
@@ -37,7 +37,7 @@ def split_heads_forward(x: Array, num_heads: int) -> tuple[Array, dict]:
 
     Returns:
         out: (B, H, T, Dh) with Dh = D / H; a view of x (no copy)
-        cache: dict with ``num_heads``
+        cache: dict with ``num_heads`` and ``out_spec`` (the shape and dtype of out)
     """
     check_array("x", x)
     check_ndim("x", x, 3, "(B, T, D)")
@@ -49,7 +49,7 @@ def split_heads_forward(x: Array, num_heads: int) -> tuple[Array, dict]:
 
     split = x.reshape(B, T, num_heads, head_width)              # (B, T, D) -> (B, T, H, Dh), a view
     out = split.transpose(0, 2, 1, 3)                           # (B, T, H, Dh) -> (B, H, T, Dh), a view
-    return out, {"num_heads": num_heads}
+    return out, {"num_heads": num_heads, "out_spec": upstream_spec(out)}
 
 
 def split_heads_backward(dout: Array, cache: dict) -> Array:
@@ -62,6 +62,7 @@ def split_heads_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: (B, T, D) with D = H * Dh
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: split only moved numbers around: undo the permutation.
     # forward: out = x.reshape(B, T, H, Dh).transpose(0, 2, 1, 3), a permutation: undo it
     dx, _ = merge_heads_forward(dout)                           # (B, H, T, Dh) -> (B, T, H * Dh)
@@ -77,7 +78,7 @@ def merge_heads_forward(x: Array) -> tuple[Array, dict]:
 
     Returns:
         out: (B, T, H * Dh)
-        cache: dict with ``num_heads``
+        cache: dict with ``num_heads`` and ``out_spec`` (the shape and dtype of out)
     """
     check_array("x", x)
     check_ndim("x", x, 4, "(B, H, T, Dh)")
@@ -88,7 +89,7 @@ def merge_heads_forward(x: Array) -> tuple[Array, dict]:
     # different heads are T * Dh apart, and joining (H, Dh) into one axis needs them side by side. The
     # copy is what the following output projection needs anyway: one contiguous (B * T, D) matrix.
     out = moved.reshape(B, T, H * Dh)                           # (B, T, H, Dh) -> (B, T, D)
-    return out, {"num_heads": H}
+    return out, {"num_heads": H, "out_spec": upstream_spec(out)}
 
 
 def merge_heads_backward(dout: Array, cache: dict) -> Array:
@@ -101,6 +102,7 @@ def merge_heads_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: (B, H, T, Dh); a view of dout when dout is contiguous (no copy)
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: merge only moved numbers around: undo the permutation.
     # forward: out = x.transpose(0, 2, 1, 3).reshape(B, T, H * Dh), a permutation: undo it
     dx, _ = split_heads_forward(dout, cache["num_heads"])       # (B, T, D) -> (B, H, T, Dh)

@@ -34,12 +34,18 @@ $$
 where a bar is the mean over the row. So the backward needs only $\hat{x}$ (``xhat``), $r$ (``rstd``) and
 $\gamma$ (``gamma``) from the forward pass: that is exactly what the cache keeps.
 
+float16. The sum of squares overflows float16 (largest value 65504) once ``|x - mu|`` reaches about 256 in a
+row of one feature, sooner in wider rows, and the output would be all zeros. As PyTorch does, a float16 input
+is normalized in float32 (both passes) and the results are rounded to float16 once.
+
 Shapes: x (..., D), gamma and beta (D,); any number of leading axes (e.g. (B, T, D)).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import Array, get_array_module
-from ..checks import check_float, check_same_dtype, check_shape
+from ..checks import check_float, check_same_dtype, check_shape, check_upstream, upstream_spec
 
 
 def layernorm_forward(x: Array, gamma: Array, beta: Array, eps: float = 1e-5) -> tuple[Array, dict]:
@@ -49,11 +55,13 @@ def layernorm_forward(x: Array, gamma: Array, beta: Array, eps: float = 1e-5) ->
         x: (..., D) float array
         gamma: (D,) scale (torch's ``LayerNorm.weight``)
         beta: (D,) shift (torch's ``LayerNorm.bias``)
-        eps: added to the variance for numerical safety (torch's default 1e-5)
+        eps: added to the variance for numerical safety (torch's default 1e-5); must be > 0, or a constant
+            row would give 0 / 0
 
     Returns:
         out: (..., D)
-        cache: dict with ``xhat`` (..., D), ``rstd`` (..., 1) = 1/sqrt(var + eps) and ``gamma`` (D,)
+        cache: dict with ``xhat`` (..., D), ``rstd`` (..., 1) = 1/sqrt(var + eps), ``gamma`` (D,) (float32
+            for a float16 input), ``float16`` (whether to round the gradients to float16) and ``out_spec``
     """
     check_float("x", x)
     check_float("gamma", gamma)
@@ -64,7 +72,16 @@ def layernorm_forward(x: Array, gamma: Array, beta: Array, eps: float = 1e-5) ->
     check_shape("gamma", gamma, (width,), f"(D,) with D = x.shape[-1] = {width}")
     check_shape("beta", beta, (width,), f"(D,) with D = x.shape[-1] = {width}")
     check_same_dtype(("x", "gamma", "beta"), x, gamma, beta)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not eps > 0:
+        raise ValueError(f"eps: got {eps!r}; expected a number > 0 (a constant row has variance 0)")
     xp = get_array_module(x, gamma, beta)
+    if x.dtype == np.float16:
+        # computed in float32 and rounded once, as torch does: float16 squares overflow (see the docstring)
+        wide = np.float32
+        out, cache = layernorm_forward(x.astype(wide), gamma.astype(wide), beta.astype(wide), eps)
+        out = out.astype(np.float16)
+        cache.update(float16=True, out_spec=upstream_spec(out))
+        return out, cache
 
     # Plainly: centered = x - mean; xhat = centered * rstd; out = xhat * gamma + beta. Here xhat is ONE
     # fresh array updated in place (centered, then scaled), and out is another: two (..., D) arrays, not five.
@@ -76,7 +93,7 @@ def layernorm_forward(x: Array, gamma: Array, beta: Array, eps: float = 1e-5) ->
     xhat *= rstd                                                # (..., D), centered * rstd, in place
     out = xhat * gamma                                          # (..., D)
     out += beta
-    cache = {"xhat": xhat, "rstd": rstd, "gamma": gamma}
+    cache = {"xhat": xhat, "rstd": rstd, "gamma": gamma, "float16": False, "out_spec": upstream_spec(out)}
     return out, cache
 
 
@@ -90,6 +107,11 @@ def layernorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
     Returns:
         dx: (..., D), dgamma: (D,), dbeta: (D,)
     """
+    check_upstream("dout", dout, cache["out_spec"])
+    if cache["float16"]:
+        # forward: out = layernorm(x in float32).astype(float16); the gradients likewise, rounded once
+        wide = dict(cache, float16=False, out_spec=(cache["out_spec"][0], cache["xhat"].dtype))
+        return tuple(g.astype(np.float16) for g in layernorm_backward(dout.astype(wide["xhat"].dtype), wide))
     # EXERCISE: dx, dgamma and dbeta from the cached xhat, rstd and gamma; no D x D Jacobian.
     xhat, rstd, gamma = cache["xhat"], cache["rstd"], cache["gamma"]
     reduce_axes = tuple(range(dout.ndim - 1))  # every axis but the feature axis

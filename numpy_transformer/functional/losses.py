@@ -49,7 +49,7 @@ import numbers
 import numpy as np
 
 from ..backend import Array, get_array_module
-from ..checks import check_float, check_integer
+from ..checks import check_float, check_integer, check_upstream
 
 
 def cross_entropy_forward(logits: Array, targets: Array, ignore_index: int = -100,
@@ -74,8 +74,8 @@ def cross_entropy_forward(logits: Array, targets: Array, ignore_index: int = -10
     """
     check_float("logits", logits)
     check_integer("targets", targets)
-    if logits.ndim < 1:
-        raise ValueError("logits: got a 0-D array; expected shape (..., V)")
+    if logits.ndim < 1 or logits.shape[-1] == 0:
+        raise ValueError(f"logits: got shape {tuple(logits.shape)}; expected (..., V) with V >= 1 classes")
     if tuple(targets.shape) != tuple(logits.shape[:-1]):
         raise ValueError(
             f"targets: got shape {tuple(targets.shape)}; expected {tuple(logits.shape[:-1])} "
@@ -134,12 +134,17 @@ def cross_entropy_backward(dloss: Array | float, cache: dict) -> Array:
     """Gradient of :func:`cross_entropy_forward` with respect to the logits.
 
     Inputs:
-        dloss: upstream gradient of the scalar loss, a number or a 0-d array (usually 1.0)
+        dloss: upstream gradient of the scalar loss, a number or a 0-d array (usually 1.0); it only scales,
+            and is taken in the dtype of the logits
         cache: from :func:`cross_entropy_forward`
 
     Returns:
         dlogits: (..., V), zero on ignored positions
     """
+    if hasattr(dloss, "shape"):                                    # a 0-d array; cast to the loss's dtype below
+        check_upstream("dloss", dloss, ((), dloss.dtype), "the loss (a 0-d array)")
+    elif isinstance(dloss, bool) or not isinstance(dloss, numbers.Real):
+        raise TypeError(f"dloss: got {type(dloss).__name__}; expected a number or a 0-d array")
     # EXERCISE: dlogits from the cached probs, targets, valid, count and label_smoothing; build no one-hot.
     probs, targets, valid = cache["probs"], cache["targets"], cache["valid"]
     count, eps = cache["count"], cache["label_smoothing"]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numbers
 
 from ..backend import Array
-from ..checks import check_float, check_ndim, check_positive_int
+from ..checks import check_float, check_ndim, check_positive_int, check_upstream, upstream_spec
 
 
 def _check_patch_size(patch_size, height: int, width: int) -> None:
@@ -74,7 +74,8 @@ def patchify_forward(images: Array, patch_size: int) -> tuple[Array, dict]:
     Returns:
         patches: (B, N, C*P*P) with N = (H/P) * (W/P), patches in row-major order, each vector in
             (C, P, P) order
-        cache: dict with ``image_shape`` (C, H, W) and ``patch_size``
+        cache: dict with ``image_shape`` (C, H, W), ``patch_size`` and ``out_spec`` (the shape and dtype of
+            patches)
     """
     check_float("images", images)
     check_ndim("images", images, 4, "(B, C, H, W)")
@@ -82,7 +83,7 @@ def patchify_forward(images: Array, patch_size: int) -> tuple[Array, dict]:
     _check_patch_size(patch_size, height, width)
 
     patches = _images_to_patches(images, patch_size)                    # (B, C, H, W) -> (B, N, C*P*P)
-    cache = {"image_shape": (channels, height, width), "patch_size": patch_size}
+    cache = {"image_shape": (channels, height, width), "patch_size": patch_size, "out_spec": upstream_spec(patches)}
     return patches, cache
 
 
@@ -96,6 +97,7 @@ def patchify_backward(dpatches: Array, cache: dict) -> Array:
     Returns:
         dimages: (B, C, H, W)
     """
+    check_upstream("dpatches", dpatches, cache["out_spec"])
     # EXERCISE: patchify only moved pixels around: put each patch gradient back where its pixels came from.
     # forward: patches = images -> (B, C, H/P, P, W/P, P) -> (B, H/P, W/P, C, P, P) -> (B, N, C*P*P);
     # a permutation of the pixels, so its gradient is the inverse permutation
@@ -113,7 +115,7 @@ def unpatchify_forward(patches: Array, image_shape: tuple[int, int, int], patch_
 
     Returns:
         images: (B, C, H, W)
-        cache: dict with ``patch_size``
+        cache: dict with ``patch_size`` and ``out_spec`` (the shape and dtype of images)
     """
     check_float("patches", patches)
     check_ndim("patches", patches, 3, "(B, N, C*P*P)")
@@ -132,7 +134,7 @@ def unpatchify_forward(patches: Array, image_shape: tuple[int, int, int], patch_
         )
 
     images = _patches_to_images(patches, (channels, height, width), patch_size)  # (B, N, C*P*P) -> (B, C, H, W)
-    cache = {"patch_size": patch_size}
+    cache = {"patch_size": patch_size, "out_spec": upstream_spec(images)}
     return images, cache
 
 
@@ -146,6 +148,7 @@ def unpatchify_backward(dimages: Array, cache: dict) -> Array:
     Returns:
         dpatches: (B, N, C*P*P)
     """
+    check_upstream("dimages", dimages, cache["out_spec"])
     # EXERCISE: unpatchify only moved pixels around: cut the image gradient into patches again.
     # forward: images = patches -> (B, H/P, W/P, C, P, P) -> (B, C, H/P, P, W/P, P) -> (B, C, H, W);
     # the inverse permutation is patchify

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import Array, get_array_module
-from ..checks import check_float, check_ndim, check_positive_int, check_same_dtype
+from ..checks import check_float, check_ndim, check_positive_int, check_same_dtype, check_upstream, upstream_spec
 
 
 def sinusoidal_table(max_len: int, d_model: int, dtype: Any = np.float32, xp: Any = np) -> Array:
@@ -69,7 +69,7 @@ def positional_encoding_forward(x: Array, table: Array, offset: int = 0) -> tupl
 
     Returns:
         out: (..., T, D)
-        cache: an empty dict (the backward is the identity)
+        cache: dict with only ``out_spec`` (the shape and dtype of out): the backward is the identity
     """
     check_float("x", x)
     check_float("table", table)
@@ -92,7 +92,7 @@ def positional_encoding_forward(x: Array, table: Array, offset: int = 0) -> tupl
     get_array_module(x, table)  # refuses a mix of NumPy and CuPy arrays
 
     out = x + table[offset:offset + length]                     # (..., T, D) + (T, D) -> (..., T, D)
-    return out, {}
+    return out, {"out_spec": upstream_spec(out)}
 
 
 def positional_encoding_backward(dout: Array, cache: dict) -> Array:
@@ -105,6 +105,7 @@ def positional_encoding_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: (..., T, D), ``dout`` itself (not a copy)
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: the table is a constant: what is dx?
     # forward: out = x + table[offset : offset + T]
     return dout

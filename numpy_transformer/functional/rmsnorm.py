@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import Array, get_array_module
-from ..checks import check_float, check_same_dtype, check_shape
+from ..checks import check_float, check_same_dtype, check_shape, check_upstream, upstream_spec
 
 
 def default_eps(dtype) -> float:
@@ -72,8 +72,8 @@ def rmsnorm_forward(x: Array, weight: Array | None = None, eps: float | None = N
 
     Returns:
         out: (..., D)
-        cache: dict with ``xhat`` (..., D) = x * rrms, ``rrms`` (..., 1) = 1/sqrt(mean(x^2) + eps) and
-            ``weight`` (D,) or None
+        cache: dict with ``xhat`` (..., D) = x * rrms, ``rrms`` (..., 1) = 1/sqrt(mean(x^2) + eps),
+            ``weight`` (D,) or None, and ``out_spec`` (the shape and dtype of out)
     """
     _check_rmsnorm(x, weight, eps)
     xp = get_array_module(x, weight)
@@ -85,7 +85,7 @@ def rmsnorm_forward(x: Array, weight: Array | None = None, eps: float | None = N
     rrms = 1.0 / xp.sqrt(mean_square + eps)                             # (..., 1)
     xhat = x * rrms                                                     # (..., D)
     out = xhat if weight is None else xhat * weight                    # (..., D)
-    return out, {"xhat": xhat, "rrms": rrms, "weight": weight}
+    return out, {"xhat": xhat, "rrms": rrms, "weight": weight, "out_spec": upstream_spec(out)}
 
 
 def rmsnorm_backward(dout: Array, cache: dict) -> tuple[Array, Array | None]:
@@ -99,6 +99,7 @@ def rmsnorm_backward(dout: Array, cache: dict) -> tuple[Array, Array | None]:
         dx: (..., D)
         dweight: (D,), or None when the forward had no weight
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: dx and dweight from the cached xhat, rrms and weight; layer norm's formula without the mean.
     xhat, rrms, weight = cache["xhat"], cache["rrms"], cache["weight"]
     xp = get_array_module(dout, xhat)

@@ -61,7 +61,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import Array, get_array_module
-from ..checks import check_broadcastable, check_float, check_integer, check_positive_int, check_same_dtype
+from ..checks import (
+    check_broadcastable,
+    check_float,
+    check_integer,
+    check_positive_int,
+    check_same_dtype,
+    check_upstream,
+    upstream_spec,
+)
 
 
 def _check_rope(x: Array, cos: Array, sin: Array) -> None:
@@ -115,7 +123,8 @@ def rope_forward(x: Array, cos: Array, sin: Array) -> tuple[Array, dict]:
 
     Returns:
         out: (..., T, Dh), equal to Hugging Face's ``x * cat(cos, cos) + rotate_half(x) * cat(sin, sin)``
-        cache: dict with ``cos`` and ``sin`` (the rotation; the backward turns back by it)
+        cache: dict with ``cos`` and ``sin`` (the rotation; the backward turns back by it) and ``out_spec``
+            (the shape and dtype of out)
     """
     _check_rope(x, cos, sin)
     xp = get_array_module(x, cos, sin)
@@ -130,7 +139,7 @@ def rope_forward(x: Array, cos: Array, sin: Array) -> tuple[Array, dict]:
     first -= x2 * sin                                           # y1 = x1 c - x2 s
     xp.multiply(x2, cos, out=second)
     second += x1 * sin                                          # y2 = x2 c + x1 s
-    return out, {"cos": cos, "sin": sin}
+    return out, {"cos": cos, "sin": sin, "out_spec": upstream_spec(out)}
 
 
 def rope_backward(dout: Array, cache: dict) -> Array:
@@ -143,6 +152,7 @@ def rope_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: (..., T, Dh)
     """
+    check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: y = R x is linear with R a rotation: turn dout back by the same angles, from cos and sin.
     cos, sin = cache["cos"], cache["sin"]
     xp = get_array_module(dout, cos)

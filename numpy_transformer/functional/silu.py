@@ -28,7 +28,7 @@ Shapes: every array has the shape of x (any shape).
 from __future__ import annotations
 
 from ..backend import Array, get_array_module
-from ..checks import check_float
+from ..checks import check_float, check_upstream, upstream_spec
 
 
 def sigmoid(x: Array) -> Array:
@@ -56,7 +56,8 @@ def silu_forward(x: Array) -> tuple[Array, dict]:
 
     Returns:
         out: shape of x
-        cache: dict with ``x`` and ``sigmoid`` = sigmoid(x), both of x's shape
+        cache: dict with ``x`` and ``sigmoid`` = sigmoid(x), both of x's shape (and of out's shape and dtype,
+            which ``dout`` must have)
     """
     check_float("x", x)
     sigma = sigmoid(x)                                          # shape of x
@@ -74,6 +75,7 @@ def silu_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    check_upstream("dout", dout, upstream_spec(cache["x"]))
     # EXERCISE: the derivative of x * sigmoid(x) from the cached x and sigmoid(x); no exponential needed.
     x, sigma = cache["x"], cache["sigmoid"]
     # forward: out = x * sigmoid(x), so dout/dx = sigmoid(x) * (1 + x * (1 - sigmoid(x)))

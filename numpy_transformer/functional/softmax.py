@@ -17,6 +17,9 @@ finite maximum; we shift it by 0 instead, its exponentials are all 0, and softma
 (and a zero gradient) instead of NaN. Log-softmax returns the logarithm of that row of zeros, a row of
 $-\infty$, and a zero gradient, instead of NaN. (``torch.softmax`` and ``torch.log_softmax`` return NaN there.)
 
+An axis with no entries at all (N = 0, e.g. attention over zero keys) has a well-defined softmax, as in
+PyTorch: an empty array of x's shape, with an empty gradient.
+
 Backward. With upstream gradient $g = \partial L / \partial y$, and
 $\partial y_i / \partial x_j = y_i (\delta_{ij} - y_j)$:
 
@@ -38,7 +41,7 @@ Shapes: x (..., N, ...) with the softmax taken along ``axis``; y has the shape o
 from __future__ import annotations
 
 from ..backend import Array, get_array_module
-from ..checks import check_float
+from ..checks import check_float, check_upstream, upstream_spec
 
 
 def _check_axis(x: Array, axis: int) -> int:
@@ -50,12 +53,19 @@ def _check_axis(x: Array, axis: int) -> int:
     return axis % x.ndim
 
 
+def _row_max(x: Array, axis: int) -> Array:
+    """The maximum along ``axis``, kept as an axis of size 1; 0 for an all ``-inf`` row and for no entries."""
+    xp = get_array_module(x)
+    if x.shape[axis] == 0:                                      # N = 0: nothing to take the maximum of
+        return xp.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1:], dtype=x.dtype)
+    row_max = x.max(axis=axis, keepdims=True)                   # (..., 1, ...)
+    return xp.where(xp.isfinite(row_max), row_max, 0)          # all -inf row: shift by 0, not by -inf
+
+
 def _shifted_exp(x: Array, axis: int) -> tuple[Array, Array]:
     """``x - max`` and ``exp(x - max)`` along ``axis``; an all ``-inf`` row is shifted by 0, not by ``-inf``."""
     xp = get_array_module(x)
-    row_max = x.max(axis=axis, keepdims=True)                   # (..., 1, ...)
-    row_max = xp.where(xp.isfinite(row_max), row_max, 0)       # all -inf row: shift by 0, not by -inf
-    shifted = x - row_max                                       # (..., N, ...), every entry <= 0
+    shifted = x - _row_max(x, axis)                             # (..., N, ...), every entry <= 0
     return shifted, xp.exp(shifted)
 
 
@@ -70,7 +80,7 @@ def softmax_forward(x: Array, axis: int = -1, out: Array | None = None) -> tuple
 
     Returns:
         y: the shape of x; each slice along ``axis`` sums to 1 (or is all zeros if it was all ``-inf``)
-        cache: dict with ``y`` and ``axis``
+        cache: dict with ``y`` and ``axis`` (``y``'s shape and dtype are what ``dout`` must have)
     """
     check_float("x", x)
     axis = _check_axis(x, axis)
@@ -78,8 +88,7 @@ def softmax_forward(x: Array, axis: int = -1, out: Array | None = None) -> tuple
 
     # Plainly: exps = exp(x - m); y = exps / sum(exps). Written into ONE array, updated in place, so the
     # three passes (subtract, exp, divide) allocate nothing beyond y itself.
-    row_max = x.max(axis=axis, keepdims=True)                   # (..., 1, ...)
-    row_max = xp.where(xp.isfinite(row_max), row_max, 0)       # all -inf row: shift by 0, not by -inf
+    row_max = _row_max(x, axis)                                 # (..., 1, ...)
     y = xp.subtract(x, row_max, out=out)                        # (..., N, ...), every entry <= 0
     xp.exp(y, out=y)                                            # exp(x - m), in place
     total = y.sum(axis=axis, keepdims=True)                     # (..., 1, ...); >= 1 unless all -inf
@@ -97,6 +106,7 @@ def softmax_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: the shape of x
     """
+    check_upstream("dout", dout, upstream_spec(cache["y"]))
     # EXERCISE: dx from dout and the cached y along axis, in O(N) per slice: build no Jacobian.
     y, axis = cache["y"], cache["axis"]
     xp = get_array_module(dout, y)
@@ -120,8 +130,9 @@ def log_softmax_forward(x: Array, axis: int = -1) -> tuple[Array, dict]:
     Returns:
         y: the shape of x, ``y = log(softmax(x))`` computed without taking the log of a probability; a
             slice that is all ``-inf`` stays all ``-inf`` (the log of softmax's row of zeros), never NaN
-        cache: dict with ``probs`` = softmax(x) (the shape of x), ``axis`` and ``empty`` (the shape of x
-            with ``axis`` of size 1, bool): True for the all ``-inf`` slices, whose gradient is zero
+        cache: dict with ``probs`` = softmax(x) (the shape and dtype of x and y, which ``dout`` must have),
+            ``axis`` and ``empty`` (the shape of x with ``axis`` of size 1, bool): True for the all ``-inf``
+            slices, whose gradient is zero
     """
     check_float("x", x)
     axis = _check_axis(x, axis)
@@ -146,6 +157,7 @@ def log_softmax_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: the shape of x
     """
+    check_upstream("dout", dout, upstream_spec(cache["probs"]))
     # EXERCISE: dx from dout and the cached probs along axis; a slice marked empty gets a zero gradient.
     probs, axis = cache["probs"], cache["axis"]
     # forward: y = x - m - log(sum(exp(x - m))); dx = g - softmax(x) * sum(g)

@@ -9,9 +9,12 @@ The file is a plain NumPy ``.npz`` archive that opens anywhere NumPy does, whate
 - ``optimizer/state/<position>/<name>``: the optimizer's per-parameter arrays, and ``optimizer/meta``: its
   param groups and step count as JSON; ``scheduler``: a scheduler's ``state_dict()`` as JSON.
 
-Saving is atomic: the archive is written to a temporary file in the same folder, flushed to disk, then
-renamed over ``path`` in one step (``os.replace``), so a crash leaves either the old file or the new one,
-never half of one, and no temporary file behind.
+Saving is atomic (:mod:`numpy_transformer.io.atomic`): the archive is written to a temporary file in the same
+folder, flushed to disk, then renamed over ``path`` in one step (``os.replace``), so a crash leaves either the
+old file or the new one, never half of one. A save that fails with an error removes its temporary file; one
+killed outright (``kill -9``, a power cut) cannot, and leaves a hidden ``.nt-partial.*`` file, which the next
+save or load in that folder recognises and removes. The file gets the usual permissions of a new file
+(``0o644`` under the common umask), or keeps those of the file it replaces.
 
 Loading is all-or-nothing: the whole archive is read and checked (a truncated or corrupted file, a missing
 or unexpected key, a wrong shape) before the first array is written into the model or the optimizer; any
@@ -21,11 +24,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+
+from .atomic import atomic_write, remove_stale_temporaries
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_config", "FORMAT"]
 
@@ -37,14 +41,16 @@ def _json_string(value: Any, what: str) -> np.ndarray:
     try:
         return np.array(json.dumps(value))
     except TypeError as error:
-        raise TypeError(f"{what}: got a value JSON cannot store ({error}); expected numbers, strings, lists, dicts") from error
+        raise TypeError(f"{what}: got a value JSON cannot store ({error}); expected numbers, strings, lists, "
+                        "dicts") from error
 
 
 def save_checkpoint(path, model, config: dict | None = None, optimizer=None, scheduler=None) -> None:
     """Write ``model``'s weights (and ``config``, ``optimizer``, ``scheduler`` state) to ``path``, atomically.
 
     Inputs:
-        path: the file to write (conventionally ending in ``.npz``); its folder must exist.
+        path: the file to write (conventionally ending in ``.npz``); its folder must exist (an error names
+            ``path`` when it does not).
         model: a :class:`~numpy_transformer.nn.Module`.
         config: a JSON-serializable dict describing how to rebuild the model (sizes, vocabulary ...), or None.
         optimizer: an :class:`~numpy_transformer.optim.Optimizer` whose state to save, or None.
@@ -56,7 +62,8 @@ def save_checkpoint(path, model, config: dict | None = None, optimizer=None, sch
         arrays[f"model/{key}"] = value
     if optimizer is not None:
         state = optimizer.state_dict()
-        meta = {"param_groups": state["param_groups"], "step_count": state["step_count"], "type": type(optimizer).__name__}
+        meta = {"param_groups": state["param_groups"], "step_count": state["step_count"],
+                "type": type(optimizer).__name__}
         arrays["optimizer/meta"] = _json_string(meta, "optimizer")
         for position, entries in state["state"].items():
             for name, value in entries.items():
@@ -64,27 +71,8 @@ def save_checkpoint(path, model, config: dict | None = None, optimizer=None, sch
     if scheduler is not None:
         arrays["scheduler"] = _json_string(scheduler.state_dict(), "scheduler")
 
-    folder = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                                         delete=False)
-    try:
-        with handle:
-            np.savez(handle, allow_pickle=False, **arrays)  # plain arrays only: loading never unpickles
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        if os.path.exists(handle.name):
-            os.remove(handle.name)
-        raise
-    try:  # make the rename itself durable (POSIX); not possible on every platform
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    except OSError:
-        pass
+    # plain arrays only (allow_pickle=False): loading never unpickles
+    atomic_write(path, lambda handle: np.savez(handle, allow_pickle=False, **arrays))
 
 
 def read_checkpoint(path) -> dict:
@@ -99,6 +87,7 @@ def read_checkpoint(path) -> dict:
         complete, readable checkpoint.
     """
     path = os.fspath(path)
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
     if not os.path.exists(path):
         raise FileNotFoundError(f"path: {path!r} does not exist; expected a checkpoint written by save_checkpoint")
     try:

@@ -8,7 +8,10 @@ A ``.safetensors`` file is three parts, one after another:
     [rest]     the data area: every tensor's raw little-endian bytes, in C order
 
 ``data_offsets`` count bytes from the start of the data area, so tensor ``name`` lives in the file at
-``8 + N + begin`` up to ``8 + N + end``, and ``end - begin`` must equal ``itemsize * prod(shape)``.
+``8 + N + begin`` up to ``8 + N + end``, and ``end - begin`` must equal ``itemsize * prod(shape)``. Taken in
+the order of their offsets, the tensors fill the data area exactly: the first begins at 0, each begins where
+the one before it ends, and the last ends at the end of the file (the reference reader refuses a gap, an
+overlap or trailing bytes, and so does this one).
 
 Reading maps the file into memory (``np.memmap``, copy-on-write): a tensor costs nothing until it is read,
 and changing a returned array never changes the file. NumPy has no bfloat16, so ``BF16`` tensors are widened
@@ -24,12 +27,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..backend import to_numpy
+from ..backend import as_dtype, to_numpy
+from .atomic import atomic_write, remove_stale_temporaries
 
 __all__ = ["load_safetensors", "save_safetensors", "safetensors_header", "SAFETENSORS_DTYPES"]
 
@@ -67,10 +71,12 @@ def _read_header(path: str) -> tuple[dict, int, int]:
     with open(path, "rb") as handle:
         prefix = handle.read(_HEADER_LENGTH_BYTES)
         if len(prefix) < _HEADER_LENGTH_BYTES:
-            raise _fail(path, f"file is {file_size} bytes; expected at least 8 bytes of header length (not a safetensors file?)")
+            raise _fail(path, f"file is {file_size} bytes; expected at least 8 bytes of header length (not a "
+                              "safetensors file?)")
         header_length = int.from_bytes(prefix, "little")
         if header_length > _MAX_HEADER_BYTES:
-            raise _fail(path, f"header length says {header_length} bytes; expected at most {_MAX_HEADER_BYTES} (not a safetensors file?)")
+            raise _fail(path, f"header length says {header_length} bytes; expected at most {_MAX_HEADER_BYTES} "
+                              "(not a safetensors file?)")
         if _HEADER_LENGTH_BYTES + header_length > file_size:
             raise _fail(path, f"file is {file_size} bytes, shorter than its header length says "
                               f"(8 + {header_length} bytes): the file is truncated")
@@ -101,7 +107,8 @@ def _validate_entries(path: str, header: dict, data_size: int) -> None:
         dtype_name, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if dtype_name not in SAFETENSORS_DTYPES:
             raise _fail(path, f"unknown dtype {dtype_name!r}; expected one of {', '.join(SAFETENSORS_DTYPES)}", name)
-        if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+        if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                  for s in shape):
             raise _fail(path, f"shape is {shape!r}; expected a list of non-negative integers", name)
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
@@ -117,15 +124,22 @@ def _validate_entries(path: str, header: dict, data_size: int) -> None:
             raise _fail(path, f"data_offsets {offsets} hold {end - begin} bytes; expected {expected} "
                               f"for dtype {dtype_name} and shape {tuple(shape)}", name)
         spans.append((begin, end, name))
+    # As the reference reader requires, the tensors, in the order of their offsets, tile the data area: each
+    # begins where the one before it ends (the first at 0), and the last ends where the file ends.
     spans.sort()
-    reach, reached_by = 0, None  # the furthest end of the non-empty spans seen so far, and whose it is
+    reach, reached_by = 0, None  # where the tensors seen so far end, and the tensor that ends there
     for begin, end, name in spans:
-        if end == begin:
-            continue
         if begin < reach:
             raise _fail(path, f"data_offsets [{begin}, {end}] overlap those of tensor {reached_by!r} "
                               f"(which end at {reach})", name)
+        if begin > reach:
+            after = "the start of the data area" if reached_by is None else f"tensor {reached_by!r}"
+            raise _fail(path, f"data_offsets [{begin}, {end}] leave a gap of {begin - reach} bytes after {after}; "
+                              "expected each tensor to begin where the one before it ends (the first at 0)", name)
         reach, reached_by = end, name
+    if reach != data_size:
+        raise _fail(path, f"the data area holds {data_size} bytes, but the tensors end at byte {reach}; expected "
+                          "no bytes after the last tensor")
 
 
 def safetensors_header(path) -> dict:
@@ -167,10 +181,9 @@ def load_safetensors(path, names: Iterable[str] | None = None, dtype=None) -> di
         file where no conversion is needed (writing to them leaves the file untouched).
     """
     path = os.fspath(path)
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
     if dtype is not None:
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise ValueError(f"dtype: got {dtype}; expected a floating dtype (float16, float32 or float64) or None")
+        dtype = as_dtype(dtype)
     header, data_start, data_size = _read_header(path)
     available = [name for name in header if name != "__metadata__"]
     if names is None:
@@ -206,7 +219,11 @@ def load_safetensors(path, names: Iterable[str] | None = None, dtype=None) -> di
 
 def save_safetensors(path, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None,
                      bfloat16: Iterable[str] = ()) -> None:
-    """Write tensors to a safetensors file (atomically: a temporary file renamed into place).
+    """Write tensors to a safetensors file, atomically (see :mod:`numpy_transformer.io.atomic`).
+
+    The tensors are laid out one after another in the order given, from the start of the data area, with no
+    gaps, as the reference reader requires. The file gets the usual permissions of a new file (``0o644``
+    under the common umask), or keeps those of the file it replaces.
 
     Inputs:
         path: where to write
@@ -248,16 +265,11 @@ def save_safetensors(path, tensors: Mapping[str, Any], metadata: Mapping[str, st
         offset += raw.nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)  # pad so the data area starts 8-byte aligned
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(len(encoded).to_bytes(8, "little"))
-            out.write(encoded)
-            for raw in blobs:
-                out.write(memoryview(raw.reshape(-1).view(np.uint8)) if raw.size else b"")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+
+    def write(out) -> None:
+        out.write(len(encoded).to_bytes(8, "little"))
+        out.write(encoded)
+        for raw in blobs:
+            out.write(memoryview(raw.reshape(-1).view(np.uint8)) if raw.size else b"")
+
+    atomic_write(path, write)

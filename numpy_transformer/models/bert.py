@@ -63,7 +63,15 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ..backend import get_array_module, seeded_generator, to_numpy
-from ..checks import check_choice, check_float, check_integer, check_ndim, check_probability
+from ..checks import (
+    check_choice,
+    check_float,
+    check_integer,
+    check_ndim,
+    check_probability,
+    check_upstream,
+    upstream_spec,
+)
 from ..io.safetensors import load_safetensors, safetensors_header
 from ..nn.layers import Dropout, Embedding, LayerNorm, Linear
 from ..nn.module import Module
@@ -155,7 +163,8 @@ def mean_pooling_forward(hidden, attention_mask):
 
     Returns:
         out: (B, D)
-        cache: ``weights`` (B, T, 1) = mask / count, the factor each token vector was multiplied by
+        cache: ``weights`` (B, T, 1) = mask / count, the factor each token vector was multiplied by, and
+            ``out_spec`` (the shape and dtype of out)
     """
     check_float("hidden", hidden)
     check_ndim("hidden", hidden, 3, "(B, T, D)")
@@ -167,11 +176,12 @@ def mean_pooling_forward(hidden, attention_mask):
     count = count.clip(1e-9, None)                               # an all-padding row gives 0, not nan
     weights = mask / count                                       # (B, T, 1)
     out = (hidden * weights).sum(axis=1)                         # (B, T, D) -> (B, D)
-    return out, {"weights": weights}
+    return out, {"weights": weights, "out_spec": upstream_spec(out)}
 
 
 def mean_pooling_backward(dout, cache):
     """dout (B, D) -> dhidden (B, T, D); padding positions get zero."""
+    check_upstream("dout", dout, cache["out_spec"])
     # forward: out = sum_t hidden[:, t] * weights[:, t]
     return dout[:, None, :] * cache["weights"]                   # (B, D) -> (B, T, D)
 
@@ -198,6 +208,7 @@ def l2_normalize_forward(x, eps: float = 1e-12):
 def l2_normalize_backward(dout, cache):
     """dout (..., D) -> dx (..., D): ``(g - y (y . g)) / n`` where the norm was above eps, else ``g / eps``."""
     y, denom, above = cache["y"], cache["denom"], cache["above"]
+    check_upstream("dout", dout, upstream_spec(y))
     # forward: y = x / max(||x||, eps); the norm's own gradient only where ||x|| > eps
     along = (dout * y).sum(axis=-1, keepdims=True) * above       # (..., 1)
     return (dout - y * along) / denom
@@ -208,6 +219,8 @@ def l2_normalize_backward(dout, cache):
 def _check_ids(name: str, ids, batch_shape=None):
     check_integer(name, ids)
     check_ndim(name, ids, 2, "(B, T)")
+    if ids.shape[1] == 0:  # refused, as by Hugging Face's BertModel: a tokenized text holds [CLS] and [SEP] at least
+        raise ValueError(f"{name}: got shape {tuple(ids.shape)}, no positions; expected T >= 1 tokens")
     if batch_shape is not None and tuple(ids.shape) != tuple(batch_shape):
         raise ValueError(f"{name}: got shape {tuple(ids.shape)}; expected {tuple(batch_shape)} (the shape of "
                          "input_ids)")
@@ -302,6 +315,7 @@ class BertModel(Module):
         rng: int seed, Generator or None: the initial weights (N(0, initializer_range), as BERT) and dropout
 
     ``forward(input_ids, attention_mask=None, token_type_ids=None)`` returns ``last_hidden_state`` (B, T, D).
+    An input of no positions (T = 0) is refused with a named error (Hugging Face's BertModel fails there too).
     """
 
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):

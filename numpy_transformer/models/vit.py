@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, seeded_generator
+from ..backend import as_dtype, get_array_module, seeded_generator
 from ..checks import check_positive_int
 from ..nn.layers import Dropout, LayerNorm, Linear, PatchEmbedding
 from ..nn.module import Module, Parameter
@@ -50,7 +50,7 @@ class VisionTransformer(Module):
         super().__init__()
         check_positive_int("num_classes", num_classes)
         check_positive_int("num_layers", num_layers)
-        rng = seeded_generator(rng)
+        rng, dtype = seeded_generator(rng), as_dtype(dtype)
         self.patch_embed = PatchEmbedding(image_size, patch_size, in_channels, d_model, dtype=dtype, rng=rng)
         N = self.patch_embed.num_patches
         self.cls_token = Parameter((0.02 * rng.standard_normal((1, 1, d_model))).astype(dtype))

@@ -36,9 +36,17 @@ pair merges with ``|``; when either is float, a boolean one becomes ``0 / -inf``
 A query row whose keys are all masked gives zero weights, zero output and zero gradient, never NaN
 (torch gives NaN there).
 
+Layouts, as in torch. With ``batch_first=False`` (torch's default) the inputs are (T, B, D) and (S, B, D),
+positions first; with ``batch_first=True`` they are (B, T, D) and (B, S, D); a 2-D input (T, D) is one
+unbatched sequence either way. Everything inside is computed batch-first, since the heads are a batch axis
+over (B, H): the inputs are viewed as (B, T, D) (``swapaxes`` or a new axis: no copy, and an array passed
+in two slots stays one object, so self-attention keeps its one fused product), the output is viewed back,
+and ``backward`` does the same to ``dout`` and to the input gradients. The masks and the returned weights
+are batch-first in both layouts, as in torch: ``key_padding_mask`` (B, S), weights (B, T, S).
+
 Differences from torch, all deliberate:
 
-- ``batch_first=True`` only, and ``kdim = vdim = embed_dim``; no ``add_bias_kv`` / ``add_zero_attn``.
+- ``kdim = vdim = embed_dim``; no ``add_bias_kv`` / ``add_zero_attn``.
 - ``is_causal=True`` with no ``attn_mask`` builds the causal mask (T, S) itself; torch requires the mask
   too and treats ``is_causal`` as a hint. With an ``attn_mask`` given, ``is_causal`` is a hint here as well:
   the given mask is used as it is.
@@ -55,8 +63,8 @@ the forward computed it. (For a fused product the three head gradients are merge
 weight gradient of the fused (3D, D) matrix is the concatenation of its blocks' gradients. Derived in
 ``docs/derivations/multihead.md``.
 
-Shapes: query (B, T, D), key and value (B, S, D); out (B, T, D); weights (B, T, S) averaged over heads,
-or (B, H, T, S).
+Shapes (batch-first; see the layouts above): query (B, T, D), key and value (B, S, D); out (B, T, D);
+weights (B, T, S) averaged over heads, or (B, H, T, S).
 """
 from __future__ import annotations
 
@@ -64,7 +72,7 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, seeded_generator
+from ..backend import as_dtype, get_array_module, seeded_generator
 from ..checks import check_array, check_float, check_ndim, check_positive_int, check_probability, check_shape
 from ..functional.attention import (
     causal_mask,
@@ -157,15 +165,37 @@ def _merge_heads_into(head_grads, xp):
     return merged
 
 
+def _to_batch_first(arrays, layout: str) -> list:
+    """View each input as (B, positions, D), without copying; an array passed in several slots stays one object.
+
+    ``layout``: "batch_first" (B, positions, D) as it is, "seq_first" (positions, B, D) swapped, "unbatched"
+    (positions, D) given a batch axis of 1.
+    """
+    views = {}
+    for x in arrays:
+        if id(x) not in views:
+            views[id(x)] = (x if layout == "batch_first" or x is None else
+                            x.swapaxes(0, 1) if layout == "seq_first" else x[None])
+    return [views[id(x)] for x in arrays]
+
+
+def _from_batch_first(x, layout: str):
+    """The inverse of :func:`_to_batch_first` for one (B, positions, ...) array (None passes through)."""
+    if x is None or layout == "batch_first":
+        return x
+    return x.swapaxes(0, 1) if layout == "seq_first" else x[0]
+
+
 class MultiheadAttention(Module):
-    """``torch.nn.MultiheadAttention`` (``batch_first=True``) with a hand-written backward pass.
+    """``torch.nn.MultiheadAttention`` with a hand-written backward pass.
 
     Inputs:
         embed_dim: D, the model width
         num_heads: H; must divide D (head width Dh = D / H)
         dropout: probability of dropping an attention weight (training mode only)
         bias: learn ``in_proj_bias`` and ``out_proj.bias``
-        batch_first: must be True (inputs are (B, T, D))
+        batch_first: False (torch's default): inputs (T, B, D) and (S, B, D); True: (B, T, D) and (B, S, D).
+            A 2-D input (T, D) is one unbatched sequence in either case.
         dtype: parameter dtype
         rng: int seed, NumPy Generator or None: initial weights and attention dropout
 
@@ -174,7 +204,7 @@ class MultiheadAttention(Module):
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = True, dtype=np.float32, rng=None):
+                 batch_first: bool = False, dtype=np.float32, rng=None):
         super().__init__()
         check_positive_int("embed_dim", embed_dim)
         check_positive_int("num_heads", num_heads)
@@ -182,16 +212,16 @@ class MultiheadAttention(Module):
             raise ValueError(f"num_heads: got {num_heads}; expected a divisor of embed_dim = {embed_dim} "
                              "(each head gets embed_dim / num_heads features)")
         check_probability("dropout", dropout)
-        if batch_first is not True:
-            raise ValueError(f"batch_first: got {batch_first!r}; expected True (only batch-first inputs "
-                             "(B, T, D) are supported)")
+        if not isinstance(batch_first, (bool, np.bool_)):
+            raise TypeError(f"batch_first: got {batch_first!r}; expected True or False")
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
         self.dropout = float(dropout)
-        self.batch_first = True
+        self.batch_first = bool(batch_first)
         generator = seeded_generator(rng)
         self._generator = generator
+        dtype = as_dtype(dtype)
 
         # torch: xavier_uniform_(in_proj_weight), fan_in = D, fan_out = 3D
         bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))
@@ -215,21 +245,29 @@ class MultiheadAttention(Module):
             self._device_generator = xp.random.default_rng(int(self._generator.integers(2**63 - 1)))
         return self._device_generator
 
-    def _check_inputs(self, query, key, value) -> None:
+    def _check_inputs(self, query, key, value) -> str:
+        """Check the inputs; returns their layout: "batch_first", "seq_first" or "unbatched"."""
         D = self.embed_dim
+        batched = "(B, positions, D)" if self.batch_first else "(positions, B, D)"
         for name, x in (("query", query), ("key", key), ("value", value)):
             check_float(name, x)
-            check_ndim(name, x, 3, "(B, positions, D) (batch_first=True; unbatched input is not supported)")
+            check_ndim(name, x, (2, 3), f"{batched} (batch_first={self.batch_first}) or (positions, D) unbatched")
+            if x.ndim != query.ndim:
+                raise ValueError(f"{name}: got shape {tuple(x.shape)}; expected {query.ndim}-D like query "
+                                 f"{tuple(query.shape)} (batched and unbatched inputs do not mix)")
             if x.shape[-1] != D:
                 raise ValueError(f"{name}: got shape {tuple(x.shape)}; expected last axis embed_dim = {D}")
             if x.dtype != self.in_proj_weight.dtype:
                 raise TypeError(f"{name}: got dtype {x.dtype}; expected {self.in_proj_weight.dtype} to match the "
                                 "parameters (cast explicitly, or use to_dtype)")
-        if key.shape[0] != query.shape[0]:
-            raise ValueError(f"key: got shape {tuple(key.shape)}; expected batch size {query.shape[0]} to match "
-                             f"query {tuple(query.shape)}")
+        layout = "unbatched" if query.ndim == 2 else "batch_first" if self.batch_first else "seq_first"
+        batch_axis = 0 if self.batch_first else 1
+        if layout != "unbatched" and key.shape[batch_axis] != query.shape[batch_axis]:
+            raise ValueError(f"key: got shape {tuple(key.shape)}; expected batch size {query.shape[batch_axis]} "
+                             f"(axis {batch_axis}) to match query {tuple(query.shape)}")
         if value.shape != key.shape:
             raise ValueError(f"value: got shape {tuple(value.shape)}; expected {tuple(key.shape)} to match key")
+        return layout
 
     # ------------------------------------------------------------------ forward
 
@@ -237,7 +275,8 @@ class MultiheadAttention(Module):
                 average_attn_weights: bool = True, is_causal: bool = False):
         """Attend from ``query`` to ``key`` / ``value``.
 
-        Inputs:
+        Inputs (batch_first=True; with False, the first two axes of query, key and value swap places; a 2-D
+        query, key and value (T, D), (S, D) are one unbatched sequence, with key_padding_mask (S,)):
             query: (B, T, D)
             key: (B, S, D)
             value: (B, S, D)
@@ -248,11 +287,15 @@ class MultiheadAttention(Module):
             is_causal: with no ``attn_mask``, forbid keys after each query's position
 
         Returns:
-            out: (B, T, D)
-            weights: (B, T, S) averaged over heads, (B, H, T, S) per head, or None when not
-                ``need_weights``; the probabilities before dropout
+            out: (B, T, D), in the layout of query
+            weights: (B, T, S) averaged over heads, (B, H, T, S) per head (batch-first in both layouts, as in
+                torch; without B when unbatched), or None when not ``need_weights``; the probabilities before
+                dropout
         """
-        self._check_inputs(query, key, value)
+        layout = self._check_inputs(query, key, value)
+        query, key, value = _to_batch_first((query, key, value), layout)  # (B, positions, D) views
+        if layout == "unbatched" and key_padding_mask is not None and getattr(key_padding_mask, "ndim", 0) == 1:
+            key_padding_mask = key_padding_mask[None]                # (S,) -> (1, S)
         if not isinstance(is_causal, (bool, np.bool_)):
             raise TypeError(f"is_causal: got {type(is_causal).__name__}; expected a bool")
         xp = get_array_module(query, key, value, self.in_proj_weight.data)
@@ -297,13 +340,14 @@ class MultiheadAttention(Module):
         self._cache = {
             "path": path, "proj": proj_caches, "split": (q_split, k_split, v_split),
             "attention": attention_cache, "merge": merge_cache,
-            "key_is_query": key is query, "value_is_query": value is query,
+            "key_is_query": key is query, "value_is_query": value is query, "layout": layout,
         }
+        out = _from_batch_first(out, layout)                     # (B, T, D) -> the layout of query, a view
         if not need_weights:
             return out, None
         if average_attn_weights:
             weights = weights.mean(axis=1)                       # (B, H, T, S) -> (B, T, S)
-        return out, weights
+        return out, weights[0] if layout == "unbatched" else weights
 
     # ------------------------------------------------------------------ backward
 
@@ -311,16 +355,18 @@ class MultiheadAttention(Module):
         """Gradients of the last forward; adds into the parameters' ``.grad``.
 
         Inputs:
-            dout: (B, T, D) upstream gradient of ``out`` (the weights are not differentiated)
+            dout: upstream gradient of ``out``, in its layout (the weights are not differentiated)
 
         Returns:
             (dquery, dkey, dvalue): (B, T, D), (B, S, D), (B, S, D), with the whole gradient of an input
             passed in several slots in its first slot and ``None`` in the others:
             self-attention ``(dx, None, None)``, ``key is value`` ``(dquery, dkey_and_value, None)``.
+            Each in the layout of its input.
         """
         cache = self._cache
         if cache is None:
             raise RuntimeError("backward: called before forward; expected a forward call first")
+        dout = _to_batch_first((dout,), cache["layout"])[0]      # the layout of out -> (B, T, D), a view
         xp = get_array_module(dout)
         weight_param, bias_param = self.in_proj_weight, self.in_proj_bias
         need_weight = weight_param.requires_grad or (bias_param is not None and bias_param.requires_grad)
@@ -375,4 +421,5 @@ class MultiheadAttention(Module):
             weight_param.accumulate_grad(dW)
         if bias_param is not None and bias_param.requires_grad:
             bias_param.accumulate_grad(db)
-        return grads
+        # forward: query, key, value = views of the inputs as (B, positions, D)
+        return tuple(_from_batch_first(grad, cache["layout"]) for grad in grads)

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, seeded_generator
+from ..backend import as_dtype, get_array_module, seeded_generator
 from ..checks import check_choice, check_positive_int, check_probability
 from ..functional.activations import gelu_backward, gelu_forward, relu_backward, relu_forward
 from ..functional.dropout import dropout_backward, dropout_forward
@@ -45,6 +45,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32, rng=None):
         super().__init__()
+        dtype = as_dtype(dtype)
         check_positive_int("in_features", in_features)
         check_positive_int("out_features", out_features)
         self.in_features, self.out_features = in_features, out_features
@@ -84,6 +85,7 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, dtype=np.float32, rng=None):
         super().__init__()
+        dtype = as_dtype(dtype)
         check_positive_int("num_embeddings", num_embeddings)
         check_positive_int("embedding_dim", embedding_dim)
         if padding_idx is not None:
@@ -91,7 +93,8 @@ class Embedding(Module):
                 -num_embeddings <= padding_idx < num_embeddings
             ):
                 raise ValueError(
-                    f"padding_idx: got {padding_idx!r}; expected None or an int in [{-num_embeddings}, {num_embeddings})"
+                    f"padding_idx: got {padding_idx!r}; expected None or an int in "
+                    f"[{-num_embeddings}, {num_embeddings})"
                 )
             padding_idx = int(padding_idx) % num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
@@ -128,9 +131,12 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  dtype=np.float32):
         super().__init__()
+        dtype = as_dtype(dtype)
         if isinstance(normalized_shape, (tuple, list)) and len(normalized_shape) == 1:
             normalized_shape = normalized_shape[0]
         check_positive_int("normalized_shape", normalized_shape)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not eps > 0:
+            raise ValueError(f"eps: got {eps!r}; expected a number > 0 (with 0, a constant row would give 0 / 0)")
         self.normalized_shape, self.eps, self.elementwise_affine = int(normalized_shape), float(eps), elementwise_affine
         width = self.normalized_shape
         self.weight = Parameter(np.ones(width, dtype=dtype)) if elementwise_affine else None
@@ -253,6 +259,7 @@ class PositionalEncoding(Module):
     def __init__(self, d_model: int, max_len: int = 5000, kind: str = "sinusoidal", dropout: float = 0.0,
                  dtype=np.float32, rng=None):
         super().__init__()
+        dtype = as_dtype(dtype)
         check_positive_int("d_model", d_model)
         check_positive_int("max_len", max_len)
         check_choice("kind", kind, ("sinusoidal", "learned"))
@@ -302,6 +309,7 @@ class PatchProjection(Module):
 
     def __init__(self, in_channels: int, out_channels: int, patch_size: int, dtype=np.float32, rng=None):
         super().__init__()
+        dtype = as_dtype(dtype)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("patch_size", patch_size)):
             check_positive_int(name, value)
         self.in_channels, self.out_channels, self.patch_size = in_channels, out_channels, patch_size
@@ -347,7 +355,8 @@ class PatchEmbedding(Module):
             raise ValueError(
                 f"image_size: got {(height, width)}; expected both sides divisible by patch_size = {patch_size}"
             )
-        self.image_size, self.patch_size, self.in_channels, self.embed_dim = (height, width), patch_size, in_channels, embed_dim
+        self.image_size, self.patch_size = (height, width), patch_size
+        self.in_channels, self.embed_dim = in_channels, embed_dim
         self.num_patches = (height // patch_size) * (width // patch_size)
         self.proj = PatchProjection(in_channels, embed_dim, patch_size, dtype=dtype, rng=rng)
         self._cache = None

@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, seeded_generator
+from ..backend import as_dtype, get_array_module, seeded_generator
 from ..checks import check_float, check_ndim, check_positive_int, check_probability
 from ..functional.gqa import grouped_query_attention_backward, grouped_query_attention_forward
 from ..functional.heads import merge_heads_backward, merge_heads_forward, split_heads_backward, split_heads_forward
@@ -82,7 +82,7 @@ class RMSNorm(Module):
         self.normalized_shape = tuple(int(size) for size in shape)
         self.eps = None if eps is None else float(eps)
         self.elementwise_affine = bool(elementwise_affine)
-        self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype=as_dtype(dtype))) if elementwise_affine else None
         self._cache = None
 
     def forward(self, x):

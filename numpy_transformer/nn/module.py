@@ -17,15 +17,29 @@ ours loads there, key for key:
 Gradients ADD into ``param.grad`` (:meth:`Parameter.accumulate_grad`): a parameter used twice in one
 forward pass (tied embeddings, one memory read by every decoder layer) receives the sum of both paths, and
 two backward passes without ``zero_grad()`` in between sum as in torch.
+
+Every subclass's ``forward`` and ``backward`` are wrapped (in :meth:`Module.__init_subclass__`, so no layer
+writes this itself) with two pieces of bookkeeping that keep a backward pass honest:
+
+- a forward that returns records the shape and dtype of what it returned; its ``backward`` then refuses an
+  upstream gradient of another shape (never reshaped to fit) or another dtype (a float64 gradient would
+  silently turn a float32 model's gradients into float64), with an error that names it;
+- a forward that RAISES leaves nothing to differentiate: the module and all its sub-modules forget their
+  last forward, so a later ``backward`` refuses ("run forward first") instead of combining the caches of two
+  different calls (an encoder that ran with a decoder that refused its mask, say).
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import OrderedDict, namedtuple
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-from ..backend import FLOAT_DTYPES, check_device, get_array_module, to_device, to_numpy
+from ..backend import FLOAT_DTYPES, as_dtype, check_device, get_array_module, to_device, to_numpy
+from ..checks import check_upstream, upstream_spec
 
 __all__ = ["Parameter", "Module", "ModuleList", "IncompatibleKeys"]
 
@@ -82,12 +96,67 @@ class Parameter:
         return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
 
 
+def _output_specs(result) -> tuple:
+    """The (shape, dtype) of each array a forward returned, in order (None for what is not an array)."""
+    items = result if isinstance(result, tuple) else (result,)
+    return tuple(upstream_spec(x) if hasattr(x, "shape") and hasattr(x, "dtype") else None for x in items)
+
+
+def _remembering_forward(forward):
+    """``forward``, recording what it returned; when it raises, the module tree forgets its last forward."""
+    @functools.wraps(forward)
+    def remembering_forward(self, *args, **kwargs):
+        try:
+            result = forward(self, *args, **kwargs)
+        except BaseException:
+            for module in self.modules() if "_modules" in self.__dict__ else (self,):
+                object.__setattr__(module, "_forward_outputs", None)
+            raise
+        object.__setattr__(self, "_forward_outputs", _output_specs(result))
+        return result
+
+    remembering_forward._module_bookkeeping = True
+    return remembering_forward
+
+
+def _checked_backward(backward):
+    """``backward``, refusing to run without a forward to differentiate, or on a gradient that does not fit."""
+    names = [p.name for p in list(inspect.signature(backward).parameters.values())[1:]
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    @functools.wraps(backward)
+    def checked_backward(self, *douts, **kwargs):
+        outputs = self.__dict__.get("_forward_outputs")
+        if outputs is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: called before forward, or after a forward that "
+                               "raised (a failed forward keeps nothing to differentiate); run forward first")
+        for index, (dout, spec) in enumerate(zip(douts, outputs, strict=False)):  # MHA: one dout, 2 outputs
+            if spec is not None and dout is not None:
+                name = names[index] if index < len(names) else f"douts[{index}]"
+                which = "output" if len(outputs) == 1 else f"output {index}"
+                check_upstream(name, dout, spec, f"{type(self).__name__}.forward's {which}")
+        return backward(self, *douts, **kwargs)
+
+    checked_backward._module_bookkeeping = True
+    return checked_backward
+
+
 class Module:
     """Base class of every layer and model (the twin of ``torch.nn.Module``).
 
     A subclass calls ``super().__init__()`` first, then assigns its parameters and sub-modules as
     attributes, and writes ``forward`` (keeping on ``self`` what backward needs) and ``backward``.
+    Both are wrapped when the subclass is defined (see the module docstring): ``backward`` checks each
+    upstream gradient against the shape and dtype of the matching output of the last forward, and refuses
+    to run when that forward raised.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, wrap in (("forward", _remembering_forward), ("backward", _checked_backward)):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_module_bookkeeping", False):
+                setattr(cls, name, wrap(method))
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -95,6 +164,7 @@ class Module:
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_outputs", None)  # shape and dtype of each output of the last forward
 
     # ----------------------------------------------------------------------------------- registration
     def __setattr__(self, name: str, value: Any) -> None:
@@ -177,17 +247,17 @@ class Module:
         return cache
 
     # ----------------------------------------------------------------------------------- traversal
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         """``(name, module)`` for each direct submodule, in registration order (``None`` slots skipped)."""
         for name, module in self._modules.items():
             if module is not None:
                 yield name, module
 
-    def children(self) -> Iterator["Module"]:
+    def children(self) -> Iterator[Module]:
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, Module]]:
         """Every module in the tree (this one first, as ``prefix``), each once."""
         seen = set() if _seen is None else _seen
         if id(self) in seen:
@@ -197,7 +267,7 @@ class Module:
         for name, child in self.named_children():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         for _, module in self.named_modules():
             yield module
 
@@ -233,7 +303,7 @@ class Module:
         return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
 
     # ----------------------------------------------------------------------------------- state
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Name -> NumPy copy of every parameter and persistent buffer, with torch's keys.
 
         A tied parameter appears under each of its names, as in torch.
@@ -334,28 +404,28 @@ class Module:
         for param in self.parameters():
             param.grad = None
 
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """Training mode (dropout active) for this module and every sub-module."""
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         """Evaluation mode (dropout off) for this module and every sub-module."""
         return self.train(False)
 
-    def freeze(self) -> "Module":
+    def freeze(self) -> Module:
         """Stop learning every parameter: backward passes no longer compute their gradients."""
         for param in self.parameters():
             param.requires_grad = False
         return self
 
-    def unfreeze(self) -> "Module":
+    def unfreeze(self) -> Module:
         for param in self.parameters():
             param.requires_grad = True
         return self
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
         return self.unfreeze() if requires_grad else self.freeze()
 
     def _apply(self, function, floats_only_buffers: bool) -> None:
@@ -371,19 +441,47 @@ class Module:
                     continue
                 module._buffers[name] = function(buffer)
 
-    def to(self, device: str) -> "Module":
-        """Move every parameter, gradient and buffer to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy)."""
-        device = check_device(device)
-        self._apply(lambda array: to_device(array, device), floats_only_buffers=False)
+    def to(self, device=None, dtype=None) -> Module:
+        """Move to a device, cast to a dtype, or both, as torch's ``module.to``.
+
+        ``to("cuda")`` / ``to("cpu")`` moves every parameter, gradient and buffer to CuPy / NumPy;
+        ``to(np.float64)`` (or ``"float64"``, ``torch.float64``: anything :meth:`to_dtype` accepts) casts them;
+        ``to("cuda", dtype=np.float32)`` does both.
+        """
+        if device is not None and not (isinstance(device, str) and device.split(":")[0] in ("cpu", "cuda")):
+            try:                                                    # torch's to(dtype)
+                device, dtype = None, as_dtype(device if dtype is None else dtype)
+            except TypeError:
+                raise ValueError(f"device: got {device!r}; expected 'cpu' or 'cuda' (or a float dtype)") from None
+        if dtype is not None:
+            self.to_dtype(dtype)
+        if device is not None:
+            device = check_device(device)
+            self._apply(lambda array: to_device(array, device), floats_only_buffers=False)
         return self
 
-    def to_dtype(self, dtype) -> "Module":
-        """Cast every parameter, gradient and floating buffer to ``dtype`` (e.g. ``np.float64`` for gradcheck)."""
-        dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"dtype: got {dtype}; expected a floating dtype (float16, float32 or float64)")
+    def to_dtype(self, dtype) -> Module:
+        """Cast every parameter, gradient and floating buffer to ``dtype``.
+
+        ``dtype``: a NumPy float dtype (``np.float64``), its name (``"float64"``) or a torch dtype or its name
+        (``torch.float64``, ``"torch.float64"``); torch is never imported (see
+        :func:`~numpy_transformer.backend.as_dtype`).
+        """
+        dtype = as_dtype(dtype)
         self._apply(lambda array: array if array.dtype == dtype else array.astype(dtype), floats_only_buffers=True)
         return self
+
+    def double(self) -> Module:
+        """Cast to float64 (for gradient checks), as torch's ``module.double()``."""
+        return self.to_dtype(np.float64)
+
+    def float(self) -> Module:
+        """Cast to float32, the default dtype of every module here as in torch (``module.float()``)."""
+        return self.to_dtype(np.float32)
+
+    def half(self) -> Module:
+        """Cast to float16, as torch's ``module.half()``."""
+        return self.to_dtype(np.float16)
 
     # ----------------------------------------------------------------------------------- printing
     def extra_repr(self) -> str:
@@ -415,11 +513,11 @@ class ModuleList(Module):
             raise TypeError(f"module: got {type(module).__name__}; expected a Module")
         return module
 
-    def append(self, module: Module) -> "ModuleList":
+    def append(self, module: Module) -> ModuleList:
         self._modules[str(len(self._modules))] = self._check(module)
         return self
 
-    def extend(self, modules) -> "ModuleList":
+    def extend(self, modules) -> ModuleList:
         for module in modules:
             self.append(module)
         return self

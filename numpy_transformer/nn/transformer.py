@@ -17,8 +17,14 @@ feed-forward block then ends with ``dropout3`` and ``norm3``). :class:`Transform
 :class:`TransformerDecoder` stack $N$ copies of a layer and add an optional final norm;
 :class:`Transformer` is the encoder-decoder pair with final norms on both.
 
-Names, constructor arguments, ``forward`` signatures, mask conventions and ``state_dict`` keys are
-``torch.nn``'s (batch_first=True only), so a torch model's weights load here unchanged and back.
+Names, constructor arguments and their defaults, ``forward`` signatures, mask conventions and ``state_dict``
+keys are ``torch.nn``'s, so a torch model's weights load here unchanged and back, and code written for
+``torch.nn`` runs unchanged. That includes ``batch_first=False`` by default: the sequences are (S, B, D)
+and (T, B, D), positions first, unless ``batch_first=True`` says (B, S, D); a 2-D (S, D) input is one
+unbatched sequence. Every sub-layer but attention works on the last axis alone, so the layers pass their
+inputs on in the layout they came in, and the attention modules (built with the layer's ``batch_first``)
+read it (see :mod:`numpy_transformer.nn.attention`). The stacks take the layout from their layer, as in
+torch. The masks are the same in both layouts: padding masks (B, S), attention masks (T, S) or (B*H, T, S).
 
 Backward. Each ``backward`` is the ``forward`` read from the bottom up, and each step names the forward
 line it undoes. Two facts of the chain rule do all the work:
@@ -30,7 +36,7 @@ line it undoes. Two facts of the chain rule do all the work:
 Self-attention passes the same array as query, key and value, so its backward returns the whole input
 gradient in the first slot (see :mod:`numpy_transformer.nn.attention`).
 
-Shapes: src (B, S, D), tgt (B, T, D), memory (B, S, D); F the feed-forward width.
+Shapes (written batch-first): src (B, S, D), tgt (B, T, D), memory (B, S, D); F the feed-forward width.
 """
 from __future__ import annotations
 
@@ -39,7 +45,7 @@ import math
 
 import numpy as np
 
-from ..backend import array_module_for, seeded_generator
+from ..backend import array_module_for, as_dtype, seeded_generator
 from ..checks import check_choice, check_float, check_ndim, check_positive_int, check_probability
 from ..functional.activations import activation_backward, activation_forward
 from .attention import MultiheadAttention
@@ -54,15 +60,30 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------- helpers
 
-def _check_sequence(name: str, x, d_model: int, batch: int | None = None) -> None:
-    """``x`` must be a float (B, positions, d_model) array, with B = ``batch`` when given."""
+def _check_sequence(name: str, x, d_model: int, batch_first: bool, batch: int | None = None) -> tuple:
+    """``x`` must be a float sequence of width ``d_model``: (B, positions, D) when ``batch_first``, else
+    (positions, B, D), or (positions, D) unbatched; with batch size ``batch`` when given.
+
+    Returns ``(B, positions)``, B = None for an unbatched sequence.
+    """
     check_float(name, x)
-    check_ndim(name, x, 3, "(B, positions, d_model) (batch_first=True)")
+    batched = "(B, positions, d_model)" if batch_first else "(positions, B, d_model)"
+    check_ndim(name, x, (2, 3), f"{batched} (batch_first={batch_first}) or (positions, d_model) unbatched")
     if x.shape[-1] != d_model:
         raise ValueError(f"{name}: got shape {tuple(x.shape)}; expected last axis d_model = {d_model}")
-    if batch is not None and x.shape[0] != batch:
+    if x.ndim == 2:
+        B, length = None, x.shape[0]
+    else:
+        B, length = (x.shape[0], x.shape[1]) if batch_first else (x.shape[1], x.shape[0])
+    if batch is not None and B != batch:
         raise ValueError(f"{name}: got shape {tuple(x.shape)}; expected batch size {batch} (the batch number of "
-                         "src and tgt must be equal)")
+                         "src and tgt must be equal; batched and unbatched inputs do not mix)")
+    return B, length
+
+
+def _padding_shape(B, length) -> tuple:
+    """The shape of a key padding mask: (B, positions), or (positions,) for an unbatched sequence."""
+    return (length,) if B is None else (B, length)
 
 
 def _check_mask(name: str, mask, allowed: list[tuple[int, ...]]) -> None:
@@ -170,6 +191,8 @@ class _SharedBlocks:
 
 
 def _check_layer_args(d_model, nhead, dim_feedforward, dropout, activation, batch_first) -> None:
+    if not isinstance(batch_first, (bool, np.bool_)):
+        raise TypeError(f"batch_first: got {batch_first!r}; expected True or False")
     check_positive_int("d_model", d_model)
     check_positive_int("nhead", nhead)
     if d_model % nhead != 0:
@@ -178,8 +201,6 @@ def _check_layer_args(d_model, nhead, dim_feedforward, dropout, activation, batc
     check_positive_int("dim_feedforward", dim_feedforward)
     check_probability("dropout", dropout)
     check_choice("activation", activation, ("relu", "gelu"))
-    if batch_first is not True:
-        raise ValueError(f"batch_first: got {batch_first!r}; expected True (only batch-first inputs are supported)")
 
 
 # ---------------------------------------------------------------------------------------------- layers
@@ -190,7 +211,8 @@ class TransformerEncoderLayer(_SharedBlocks, Module):
     Inputs:
         d_model: D; nhead: H (divides D); dim_feedforward: F; dropout: every dropout's probability
         activation: ``"relu"`` or ``"gelu"`` (exact, erf); layer_norm_eps: the norms' eps
-        batch_first: must be True; norm_first: pre-norm instead of post-norm
+        batch_first: False (torch's default): src (S, B, D); True: (B, S, D); norm_first: pre-norm instead of
+            post-norm
         bias: biases in every Linear, attention projection and LayerNorm
         dtype: parameter dtype; rng: int seed, Generator or None (weights and dropout masks)
 
@@ -199,13 +221,14 @@ class TransformerEncoderLayer(_SharedBlocks, Module):
     """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = True,
+                 activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
                  norm_first: bool = False, bias: bool = True, dtype=np.float32, rng=None):
         super().__init__()
         _check_layer_args(d_model, nhead, dim_feedforward, dropout, activation, batch_first)
         generator = seeded_generator(rng)
         self.d_model, self.nhead = d_model, nhead
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, dtype=dtype, rng=generator)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
+                                            dtype=dtype, rng=generator)
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype, rng=generator)
         self.dropout = Dropout(dropout, rng=generator)
         self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dtype, rng=generator)
@@ -218,18 +241,17 @@ class TransformerEncoderLayer(_SharedBlocks, Module):
         self._activation_cache = None
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False):
-        """src (B, S, D) -> (B, S, D).
+        """src (S, B, D), or (B, S, D) with batch_first, or (S, D) unbatched -> the same shape.
 
         Inputs:
-            src: (B, S, D)
+            src: (S, B, D), (B, S, D) with batch_first, or (S, D)
             src_mask: None, (S, S) or (B*H, S, S); bool True = may NOT attend, or float added
-            src_key_padding_mask: None or (B, S); bool True = padding, or float added
+            src_key_padding_mask: None or (B, S) ((S,) unbatched); bool True = padding, or float added
             is_causal: with ``src_mask`` None, build the causal mask (torch needs the mask as well)
         """
-        _check_sequence("src", src, self.d_model)
-        B, S, _ = src.shape
-        _check_mask("src_mask", src_mask, [(S, S), (B * self.nhead, S, S)])
-        _check_mask("src_key_padding_mask", src_key_padding_mask, [(B, S)])
+        B, S = _check_sequence("src", src, self.d_model, self.self_attn.batch_first)
+        _check_mask("src_mask", src_mask, [(S, S), ((B or 1) * self.nhead, S, S)])
+        _check_mask("src_key_padding_mask", src_key_padding_mask, [_padding_shape(B, S)])
         masks = (src_mask, src_key_padding_mask, _causal_flag("is_causal", is_causal))
         x = src
         if self.norm_first:
@@ -266,15 +288,16 @@ class TransformerDecoderLayer(_SharedBlocks, Module):
     """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = True,
+                 activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
                  norm_first: bool = False, bias: bool = True, dtype=np.float32, rng=None):
         super().__init__()
         _check_layer_args(d_model, nhead, dim_feedforward, dropout, activation, batch_first)
         generator = seeded_generator(rng)
         self.d_model, self.nhead = d_model, nhead
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, dtype=dtype, rng=generator)
-        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, dtype=dtype,
-                                                 rng=generator)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
+                                            dtype=dtype, rng=generator)
+        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
+                                                 batch_first=batch_first, dtype=dtype, rng=generator)
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype, rng=generator)
         self.dropout = Dropout(dropout, rng=generator)
         self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dtype, rng=generator)
@@ -290,23 +313,22 @@ class TransformerDecoderLayer(_SharedBlocks, Module):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal: bool = False, memory_is_causal: bool = False):
-        """tgt (B, T, D), memory (B, S, D) -> (B, T, D).
+        """tgt (T, B, D), memory (S, B, D) -> (T, B, D); batch-first (B, T, D) with batch_first; (T, D) unbatched.
 
         Inputs:
             tgt_mask: None, (T, T) or (B*H, T, T); memory_mask: None, (T, S) or (B*H, T, S)
                 (bool True = may NOT attend, or float added)
-            tgt_key_padding_mask: None or (B, T); memory_key_padding_mask: None or (B, S)
+            tgt_key_padding_mask: None or (B, T); memory_key_padding_mask: None or (B, S) (unbatched: (T,), (S,))
             tgt_is_causal / memory_is_causal: with the matching mask None, build the causal mask
         """
-        _check_sequence("tgt", tgt, self.d_model)
-        B, T, _ = tgt.shape
-        _check_sequence("memory", memory, self.d_model, batch=B)
-        S = memory.shape[1]
-        H = self.nhead
-        _check_mask("tgt_mask", tgt_mask, [(T, T), (B * H, T, T)])
-        _check_mask("memory_mask", memory_mask, [(T, S), (B * H, T, S)])
-        _check_mask("tgt_key_padding_mask", tgt_key_padding_mask, [(B, T)])
-        _check_mask("memory_key_padding_mask", memory_key_padding_mask, [(B, S)])
+        batch_first = self.self_attn.batch_first
+        B, T = _check_sequence("tgt", tgt, self.d_model, batch_first)
+        _, S = _check_sequence("memory", memory, self.d_model, batch_first, batch=B)
+        BH = (B or 1) * self.nhead
+        _check_mask("tgt_mask", tgt_mask, [(T, T), (BH, T, T)])
+        _check_mask("memory_mask", memory_mask, [(T, S), (BH, T, S)])
+        _check_mask("tgt_key_padding_mask", tgt_key_padding_mask, [_padding_shape(B, T)])
+        _check_mask("memory_key_padding_mask", memory_key_padding_mask, [_padding_shape(B, S)])
         self_masks = (tgt_mask, tgt_key_padding_mask, _causal_flag("tgt_is_causal", tgt_is_causal))
         memory_masks = (memory_mask, memory_key_padding_mask, _causal_flag("memory_is_causal", memory_is_causal))
         x = tgt
@@ -375,7 +397,8 @@ class TransformerEncoder(Module):
         self.norm = norm
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
-        """src (B, S, D) -> memory (B, S, D); the masks are passed to every layer."""
+        """src -> memory, both in the layer's layout ((S, B, D), or (B, S, D) with batch_first); the masks are
+        passed to every layer."""
         is_causal = _causal_flag("is_causal", is_causal)
         output = src
         for layer in self.layers:
@@ -385,7 +408,7 @@ class TransformerEncoder(Module):
         return output
 
     def backward(self, dout):
-        """dout (B, S, D) -> dsrc (B, S, D)."""
+        """dout -> dsrc, in the layout of src."""
         doutput = dout
         if self.norm is not None:
             # forward: output = self.norm(output)
@@ -412,7 +435,8 @@ class TransformerDecoder(Module):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal: bool = False):
-        """tgt (B, T, D), memory (B, S, D) -> (B, T, D); the masks are passed to every layer."""
+        """tgt, memory -> output in the layout of tgt (the layer's: (T, B, D), or (B, T, D) with batch_first);
+        the masks are passed to every layer."""
         tgt_is_causal = _causal_flag("tgt_is_causal", tgt_is_causal)
         memory_is_causal = _causal_flag("memory_is_causal", memory_is_causal)
         output = tgt
@@ -442,18 +466,19 @@ class TransformerDecoder(Module):
 # ---------------------------------------------------------------------------------------------- model
 
 class Transformer(Module):
-    """The encoder-decoder Transformer (``torch.nn.Transformer``, batch_first=True).
+    """The encoder-decoder Transformer (``torch.nn.Transformer``).
 
     ``encoder`` = :class:`TransformerEncoder` with a final ``LayerNorm`` (``encoder.norm``), ``decoder`` =
     :class:`TransformerDecoder` with ``decoder.norm``. After construction every parameter with more than
     one axis is re-drawn Xavier-uniform, as torch's ``_reset_parameters`` does (so the layers no longer
-    share their initial weights). There are no embeddings and no output projection: inputs are (B, *, D)
-    vectors and the output is (B, T, D).
+    share their initial weights). There are no embeddings and no output projection: inputs are vectors,
+    (S, B, D) and (T, B, D) by default, (B, S, D) and (B, T, D) with ``batch_first=True`` (as in torch), or
+    unbatched (S, D) and (T, D); the output has the layout of ``tgt``.
     """
 
     def __init__(self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6,
                  num_decoder_layers: int = 6, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = True,
+                 activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
                  norm_first: bool = False, bias: bool = True, dtype=np.float32, rng=None):
         super().__init__()
         check_positive_int("num_encoder_layers", num_encoder_layers)
@@ -468,7 +493,7 @@ class Transformer(Module):
         decoder_layer = TransformerDecoderLayer(d_model, nhead, **layer_args)
         decoder_norm = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)
         self.decoder = TransformerDecoder(decoder_layer, num_decoder_layers, decoder_norm, rng=generator)
-        self.d_model, self.nhead, self.batch_first = d_model, nhead, True
+        self.d_model, self.nhead, self.batch_first = d_model, nhead, bool(batch_first)
         self._reset_parameters(generator)
 
     def _reset_parameters(self, generator) -> None:
@@ -485,17 +510,17 @@ class Transformer(Module):
     def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
                 tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
                 memory_is_causal: bool = False):
-        """src (B, S, D), tgt (B, T, D) -> (B, T, D).
+        """src (S, B, D), tgt (T, B, D) -> (T, B, D); with batch_first (B, S, D), (B, T, D) -> (B, T, D).
 
-        Inputs (torch's, batch-first):
+        Inputs (torch's):
             src_mask: (S, S) or (B*H, S, S); tgt_mask: (T, T) or (B*H, T, T); memory_mask: (T, S) or
                 (B*H, T, S); bool True = may NOT attend, or float added to the scores
             src_key_padding_mask: (B, S); tgt_key_padding_mask: (B, T); memory_key_padding_mask: (B, S);
                 bool True = padding, or float added
             src_is_causal, tgt_is_causal, memory_is_causal: with the matching mask None, build the causal mask
         """
-        _check_sequence("src", src, self.d_model)
-        _check_sequence("tgt", tgt, self.d_model, batch=src.shape[0])
+        B, _ = _check_sequence("src", src, self.d_model, self.batch_first)
+        _check_sequence("tgt", tgt, self.d_model, self.batch_first, batch=B)
         memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
                               is_causal=src_is_causal)
         return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
@@ -516,4 +541,4 @@ class Transformer(Module):
         """The causal mask as torch builds it: a float (sz, sz) array, ``-inf`` above the diagonal, 0 elsewhere."""
         check_positive_int("sz", sz)
         xp = array_module_for(device)  # built where it will be used: no host-to-device copy
-        return xp.triu(xp.full((sz, sz), -xp.inf, dtype=dtype), k=1)  # (sz, sz)
+        return xp.triu(xp.full((sz, sz), -xp.inf, dtype=as_dtype(dtype)), k=1)  # (sz, sz)

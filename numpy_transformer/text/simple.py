@@ -15,13 +15,29 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 __all__ = ["CharTokenizer", "WordTokenizer", "SPECIAL_TOKENS"]
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+
+def _check_sentences(name: str, sentences) -> list:
+    """``sentences`` as a list of str: a list, tuple, 1-D array or other iterable of str; else a named error."""
+    if isinstance(sentences, (str, bytes, bytearray)):
+        kind = "a single str" if isinstance(sentences, str) else type(sentences).__name__
+        raise TypeError(f"{name}: got {kind}; expected a list of str")
+    if isinstance(sentences, np.ndarray) and sentences.ndim == 1:
+        sentences = sentences.tolist()
+    if not isinstance(sentences, Iterable) or isinstance(sentences, np.ndarray):
+        raise TypeError(f"{name}: got {type(sentences).__name__}; expected a list of str")
+    sentences = list(sentences)
+    for index, sentence in enumerate(sentences):
+        if not isinstance(sentence, str):
+            raise TypeError(f"{name}[{index}]: got {sentence!r:.40} ({type(sentence).__name__}); expected a str")
+    return sentences
 
 
 class _Tokenizer:
@@ -38,12 +54,10 @@ class _Tokenizer:
         self.itos: list[str] = list(SPECIAL_TOKENS)
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
         if tokens is not None:
-            self._add(tokens)
+            self._add(_check_sentences("tokens", tokens))
 
-    def _add(self, tokens: Iterable[str]) -> None:
+    def _add(self, tokens: list[str]) -> None:
         for token in tokens:
-            if not isinstance(token, str):
-                raise TypeError(f"tokens: got {token!r}; expected str tokens")
             if token not in self.stoi:
                 self.stoi[token] = len(self.itos)
                 self.itos.append(token)
@@ -59,8 +73,7 @@ class _Tokenizer:
     def build_vocab(self, sentences: Iterable[str], min_freq: int = 1, max_size: int | None = None):
         """Add every token of ``sentences`` seen at least ``min_freq`` times, the most frequent first
         (ties alphabetically), keeping at most ``max_size`` ids in all. Returns ``self``."""
-        if isinstance(sentences, str):
-            raise TypeError("sentences: got a single str; expected a list of sentences")
+        sentences = _check_sentences("sentences", sentences)
         if not isinstance(min_freq, int) or min_freq < 1:
             raise ValueError(f"min_freq: got {min_freq!r}; expected an integer >= 1")
         if max_size is not None and (not isinstance(max_size, int) or max_size < len(SPECIAL_TOKENS)):
@@ -90,9 +103,12 @@ class _Tokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Ids -> sentence: stops at the first ``<eos>`` and skips ``<pad>`` and ``<bos>``."""
+        if ids is None or isinstance(ids, (str, bytes, bytearray)):
+            raise TypeError(f"ids: got {type(ids).__name__}; expected a 1-D sequence of integer ids")
         ids = np.asarray(ids.get() if hasattr(ids, "get") else ids)
         if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
-            raise ValueError(f"ids: got shape {ids.shape} and dtype {ids.dtype}; expected a 1-D sequence of integer ids")
+            raise ValueError(f"ids: got shape {ids.shape} and dtype {ids.dtype}; expected a 1-D sequence of integer "
+                             "ids")
         pieces = []
         for index in ids.tolist():
             if not 0 <= index < len(self.itos):
@@ -105,15 +121,14 @@ class _Tokenizer:
 
     def batch_encode(self, sentences: Sequence[str], max_len: int | None = None, add_bos: bool = False,
                      add_eos: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Encode and pad a batch.
+        """Encode and pad a batch (a list of str; an empty list gives an empty (0, 0) batch).
 
         Returns:
             ids: (B, T) int64, padded with ``<pad>`` (0) to the longest sentence, or to ``max_len`` when given
                 (longer sentences are cut to ``max_len``, their ``<eos>`` included in the count)
             lengths: (B,) int64, the number of real tokens in each row (``ids == pad_id`` is the padding mask)
         """
-        if isinstance(sentences, str):
-            raise TypeError("sentences: got a single str; expected a list of sentences")
+        sentences = _check_sentences("sentences", sentences)
         if max_len is not None and (not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1):
             raise ValueError(f"max_len: got {max_len!r}; expected None or a positive integer")
         rows = [self.encode(s, add_bos=add_bos, add_eos=add_eos) for s in sentences]
@@ -128,7 +143,12 @@ class _Tokenizer:
 
     def batch_decode(self, ids) -> list[str]:
         """(B, T) ids -> B sentences."""
-        return [self.decode(row) for row in np.asarray(ids.get() if hasattr(ids, "get") else ids)]
+        if ids is None or isinstance(ids, (str, bytes, bytearray)):
+            raise TypeError(f"ids: got {type(ids).__name__}; expected (B, T) integer ids")
+        ids = np.asarray(ids.get() if hasattr(ids, "get") else ids)
+        if ids.ndim != 2 and ids.size:
+            raise ValueError(f"ids: got shape {ids.shape}; expected (B, T) integer ids")
+        return [self.decode(row) for row in ids]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, lowercase={self.lowercase})"

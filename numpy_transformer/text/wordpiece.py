@@ -6,8 +6,10 @@ Text becomes token ids in three steps:
    spelled, are cut out first and kept whole: ``"a[MASK]b"`` -> ``a``, ``[MASK]``, ``b``.
 2. **Basic tokenization** of the rest, as in the original BERT:
 
-   - clean: drop ``\x00``, ``\ufffd`` and control characters (Unicode category C*, except tab, newline and
-     carriage return), and turn every whitespace character into a space;
+   - clean: drop ``\x00``, ``\ufffd`` and control characters (Unicode categories Cc, Cf, Co and Cs, except
+     tab, newline and carriage return), and turn every whitespace character into a space. An unassigned
+     code point (category Cn, e.g. an emoji newer than Python's Unicode tables) is kept as an ordinary
+     character, as the Rust tokenizer keeps it;
    - put spaces around each CJK ideograph, so that each is a word of its own (CJK text has no spaces);
    - split on whitespace; then, per word, strip accents (NFD, then drop the combining marks, category Mn) and
      lower-case, when configured (``strip_accents=None`` follows ``do_lower_case``);
@@ -27,7 +29,16 @@ its [SEP] type 1), truncated and padded with ``[PAD]``; ``attention_mask`` is 1 
 This matches Hugging Face's tokenizers (the Rust ``BertTokenizer`` that ``transformers.AutoTokenizer``
 loads) token for token. Where the older pure-Python ``transformers`` tokenizer differs, we follow the Rust one:
 lower-casing is per character (``"ΟΔΟΣ"`` -> ``"οδοσ"``, where ``str.lower`` would write a final sigma
-``"οδος"``), and the text is not NFC-normalized first.
+``"οδος"``), the text is not NFC-normalized first, and an unassigned code point is kept (the Python one drops
+it with the control characters, joining its neighbours: ``"so\U0001FAE8cool"`` -> ``soc ##ool``, where the
+Rust one and this one give ``[UNK]``).
+
+Character classes come from the Unicode tables of the running Python (``unicodedata``), the Rust tokenizer's
+from its own, older ones. Checked over every code point (Python 3.11, Unicode 14, against tokenizers 0.23),
+the two differ only on characters whose class changed between those versions: about 500 punctuation marks,
+combining marks and format characters assigned or reclassified since, 55 capital letters newer than Python's
+tables (which it cannot lower-case), and 256 ideographs of CJK Extension E (U+2B820 to U+2B91F), which the
+Rust tokenizer does not treat as CJK.
 """
 from __future__ import annotations
 
@@ -35,7 +46,8 @@ import json
 import os
 import re
 import unicodedata
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,10 +66,16 @@ def _is_whitespace(char: str) -> bool:
 
 
 def _is_control(char: str) -> bool:
-    """Unicode category C* (control, format, surrogate, private use, unassigned), except tab, newline, return."""
+    r"""Unicode category Cc, Cf, Co or Cs (control, format, private use, surrogate), except tab, newline, return.
+
+    NOT Cn (unassigned): a code point that this Python's Unicode tables do not know (e.g. an emoji newer than
+    them, U+1FAE8) is kept as an ordinary character, as the Rust tokenizer keeps it. Dropping it would join
+    its neighbours into one word (``"so\U0001FAE8cool"`` -> ``soc ##ool`` instead of ``[UNK]``) and make the
+    result depend on the Python version.
+    """
     if char in "\t\n\r":
         return False
-    return unicodedata.category(char).startswith("C")
+    return unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs")
 
 
 def _is_punctuation(char: str) -> bool:
@@ -79,6 +97,44 @@ def _is_cjk(char: str) -> bool:
 def _strip_accents(word: str) -> str:
     """Decompose (NFD: "é" -> "e" + U+0301) and drop the combining marks (category Mn)."""
     return "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
+
+
+# ----------------------------------------------------------------------------------------- argument checks
+
+_TEXTS_EXPECTED = "a str, or a non-empty list of str or of (str, str) pairs"
+
+
+def _check_text_list(name: str, value, expected: str = _TEXTS_EXPECTED) -> list:
+    """``value`` as a list of items: one str, or a list / tuple / 1-D array of them; else a named error."""
+    if isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"{name}: got {type(value).__name__}; expected {expected} (decode bytes first, e.g. "
+                        "data.decode('utf-8'))")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name}: got {type(value).__name__}; expected {expected}")
+    if not value:
+        raise ValueError(f"{name}: got an empty {type(value).__name__}; expected at least one text")
+    return list(value)
+
+
+def _check_ids(name: str, ids) -> list[int]:
+    """Token ids as a list of ints: an int, a sequence of ints or an integer array of any shape (flattened)."""
+    if hasattr(ids, "get"):                                       # a CuPy array: read it back once
+        ids = ids.get()
+    if isinstance(ids, (int, np.integer)) and not isinstance(ids, (bool, np.bool_)):
+        return [int(ids)]
+    if ids is None or isinstance(ids, (str, bytes, bytearray, float, np.floating)):
+        raise TypeError(f"{name}: got {type(ids).__name__}; expected an int id or a sequence of int ids")
+    try:
+        array = np.asarray(ids)
+    except ValueError:                                            # ragged nesting
+        raise TypeError(f"{name}: got a ragged {type(ids).__name__}; expected int ids") from None
+    if array.size and array.dtype.kind not in "iu":
+        raise TypeError(f"{name}: got {type(ids).__name__} of dtype {array.dtype}; expected int ids")
+    return array.reshape(-1).astype(np.int64).tolist()
 
 
 # ----------------------------------------------------------------------------------------- the two stages
@@ -161,7 +217,8 @@ class BertTokenizer:
         if isinstance(vocab, (str, os.PathLike)):
             vocab = self.load_vocab(vocab)
         if not isinstance(vocab, dict) or not vocab:
-            raise TypeError(f"vocab: got {type(vocab).__name__}; expected a non-empty dict token -> id or a vocab.txt path")
+            raise TypeError(f"vocab: got {type(vocab).__name__}; expected a non-empty dict token -> id or a "
+                            "vocab.txt path")
         self.vocab = dict(vocab)
         self.ids_to_tokens = {i: t for t, i in self.vocab.items()}
         self.do_lower_case = bool(do_lower_case)
@@ -193,7 +250,7 @@ class BertTokenizer:
             return {line.rstrip("\n"): index for index, line in enumerate(f)}
 
     @classmethod
-    def from_pretrained(cls, folder, **overrides) -> "BertTokenizer":
+    def from_pretrained(cls, folder, **overrides) -> BertTokenizer:
         """Load ``vocab.txt`` and, when present, the settings of ``tokenizer_config.json`` from a local folder."""
         folder = os.fspath(folder)
         vocab_path = os.path.join(folder, "vocab.txt")
@@ -237,13 +294,20 @@ class BertTokenizer:
         unk = self.unk_token_id
         if isinstance(tokens, str):
             return self.vocab.get(tokens, unk)
+        if isinstance(tokens, np.ndarray) and tokens.ndim == 1:
+            tokens = tokens.tolist()
+        if not isinstance(tokens, (list, tuple)):
+            raise TypeError(f"tokens: got {type(tokens).__name__}; expected a str token or a list of str tokens")
+        for index, token in enumerate(tokens):
+            if not isinstance(token, str):
+                raise TypeError(f"tokens[{index}]: got {type(token).__name__}; expected a str token")
         return [self.vocab.get(t, unk) for t in tokens]
 
     def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
         """Id(s) -> token(s); an id outside the vocabulary raises ValueError."""
-        if isinstance(ids, (int, np.integer)):
+        if isinstance(ids, (int, np.integer)) and not isinstance(ids, (bool, np.bool_)):
             return self._token_of(int(ids))
-        return [self._token_of(int(i)) for i in ids]
+        return [self._token_of(i) for i in _check_ids("ids", ids)]
 
     def _token_of(self, index: int) -> str:
         try:
@@ -343,8 +407,10 @@ class BertTokenizer:
     def encode(self, text: str, text_pair: str | None = None, max_length: int | None = None,
                truncation: bool | str = False, padding: bool | str = False) -> list[int]:
         """One text (or pair) -> ``[CLS] A [SEP] (B [SEP])`` ids, truncated and padded as asked."""
-        if not isinstance(text, str) or not (text_pair is None or isinstance(text_pair, str)):
-            raise TypeError(f"text: got {type(text).__name__} and text_pair {type(text_pair).__name__}; expected str")
+        for name, value in (("text", text), ("text_pair", text_pair)):
+            if not (isinstance(value, str) or (name == "text_pair" and value is None)):
+                raise TypeError(f"{name}: got {type(value).__name__}; expected a str"
+                                + (" or None" if name == "text_pair" else ""))
         batch = self([text], None if text_pair is None else [text_pair], padding=padding, truncation=truncation,
                      max_length=max_length, return_tensors=None)
         return batch["input_ids"][0]
@@ -354,7 +420,8 @@ class BertTokenizer:
         """Tokenize a text, a list of texts, or a list of (text, text_pair) pairs into model inputs.
 
         Inputs:
-            texts: str, list of str, or list of (str, str) pairs
+            texts: str, or a non-empty list of str or of (str, str) pairs (anything else, bytes, None or an
+                empty list included, is refused with an error that names it)
             text_pair: the second text(s) of each pair, instead of pairs in ``texts`` (str or list of str)
             padding: True / "longest" (to the longest in the batch), "max_length", or False
             truncation: True / "longest_first" (for pairs, cut the longer one first), "only_first",
@@ -368,25 +435,32 @@ class BertTokenizer:
         truncation, padding = self._parse_truncation(truncation), self._parse_padding(padding)
         if return_tensors not in ("np", None):
             raise ValueError(f"return_tensors: got {return_tensors!r}; expected 'np' or None")
-        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1):
+        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool)
+                                       or max_length < 1):
             raise ValueError(f"max_length: got {max_length!r}; expected a positive integer or None")
         single = isinstance(texts, str)
-        firsts = [texts] if single else list(texts)
+        firsts = _check_text_list("texts", texts)
         if text_pair is not None:
-            seconds = [text_pair] if isinstance(text_pair, str) else list(text_pair)
-            if len(seconds) != len(firsts) or any(not isinstance(t, str) for t in firsts + seconds):
+            seconds = _check_text_list("text_pair", text_pair, "a str or a non-empty list of str")
+            if len(seconds) != len(firsts):
                 raise ValueError(f"text_pair: got {len(seconds)} second texts for {len(firsts)} texts; "
                                  "expected one str per text")
-            pairs = list(zip(firsts, seconds))
+            for name, texts_ in (("texts", firsts), ("text_pair", seconds)):
+                for index, item in enumerate(texts_):
+                    if not isinstance(item, str):
+                        raise TypeError(f"{name}[{index}]: got {type(item).__name__}; expected a str (a pair's "
+                                        "texts come one in texts, one in text_pair)")
+            pairs = list(zip(firsts, seconds, strict=True))
         else:
             pairs = []
-            for item in firsts:
+            for index, item in enumerate(firsts):
                 if isinstance(item, str):
                     pairs.append((item, None))
                 elif isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, str) for t in item):
                     pairs.append((item[0], item[1]))
                 else:
-                    raise TypeError(f"texts: got an item {item!r}; expected a str or a (str, str) pair")
+                    raise TypeError(f"texts[{index}]: got {item!r:.40} ({type(item).__name__}); expected a str "
+                                    "or a (str, str) pair")
         encoded = [self._encode_one(a, b, max_length, truncation) for a, b in pairs]
         lengths = [len(ids) for ids, _ in encoded]
         if padding == "max_length":
@@ -412,13 +486,14 @@ class BertTokenizer:
 
     def decode(self, ids, skip_special_tokens: bool = True, clean_up_tokenization_spaces: bool | None = None) -> str:
         """Ids -> text: tokens joined by spaces, with each ``##`` continuation glued to the piece before it."""
-        ids = np.asarray(ids.get() if hasattr(ids, "get") else ids).reshape(-1).tolist()
-        tokens = self.convert_ids_to_tokens(ids)
+        tokens = self.convert_ids_to_tokens(_check_ids("ids", ids))
         if skip_special_tokens:
             special = set(self.all_special_tokens)
             tokens = [t for t in tokens if t not in special]
         text = " ".join(tokens).replace(" ##", "").strip()
-        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        clean = clean_up_tokenization_spaces
+        if clean is None:
+            clean = self.clean_up_tokenization_spaces
         if clean:
             for spaced, tight in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
                                   (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
@@ -426,6 +501,13 @@ class BertTokenizer:
         return text
 
     def batch_decode(self, sequences, skip_special_tokens: bool = True) -> list[str]:
+        if hasattr(sequences, "get"):                             # a CuPy array: read it back once
+            sequences = sequences.get()
+        if isinstance(sequences, np.ndarray) and sequences.ndim != 2:
+            raise ValueError(f"sequences: got shape {sequences.shape}; expected (B, T) ids")
+        if not isinstance(sequences, (list, tuple, np.ndarray)):
+            raise TypeError(f"sequences: got {type(sequences).__name__}; expected a (B, T) array or a list of "
+                            "id lists")
         return [self.decode(ids, skip_special_tokens=skip_special_tokens) for ids in sequences]
 
     def __repr__(self) -> str:

@@ -47,7 +47,6 @@ import html
 import inspect
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -55,6 +54,7 @@ from importlib import resources
 import numpy as np
 
 from ..backend import to_numpy
+from ..io.atomic import atomic_write
 
 __all__ = [
     "AttentionSet",
@@ -243,21 +243,11 @@ def _page(sets: list[AttentionSet], title: str, view: str) -> str:
 
 
 def _write_atomically(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+    """Write ``text`` as UTF-8 through the project's atomic writer (:func:`~numpy_transformer.io.atomic.atomic_write`):
+    ``path`` is replaced whole or not at all, with the usual permissions, and no temporary is left behind."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix="." + os.path.basename(path) + ".",
-                                         suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        if os.path.exists(handle.name):
-            os.remove(handle.name)
-        raise
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 class AttentionView:

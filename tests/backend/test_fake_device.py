@@ -161,18 +161,20 @@ def _module_cases():
     }
     padding = np.array([[False, False, False, True, True], [False] * 5])
     if hasattr(nn, "MultiheadAttention"):
-        cases["MultiheadAttention"] = (lambda: nn.MultiheadAttention(6, 2, dropout=0.2, dtype=f64, rng=0),
+        cases["MultiheadAttention"] = (lambda: nn.MultiheadAttention(6, 2, dropout=0.2, batch_first=True, dtype=f64, rng=0),
                                        (r(2, 3, 6), r(2, 5, 6), r(2, 5, 6)), dict(key_padding_mask=padding))
     if hasattr(nn, "Transformer"):
         cases["TransformerEncoderLayer"] = (
-            lambda: nn.TransformerEncoderLayer(6, 2, 7, dropout=0.1, activation="gelu", dtype=f64, rng=0),
+            lambda: nn.TransformerEncoderLayer(6, 2, 7, dropout=0.1, activation="gelu", batch_first=True, dtype=f64,
+                                               rng=0),
             (r(2, 5, 6),), dict(src_key_padding_mask=padding))
         cases["TransformerDecoderLayer"] = (
-            lambda: nn.TransformerDecoderLayer(6, 2, 7, dropout=0.1, norm_first=True, dtype=f64, rng=0),
+            lambda: nn.TransformerDecoderLayer(6, 2, 7, dropout=0.1, norm_first=True, batch_first=True, dtype=f64,
+                                               rng=0),
             (r(2, 3, 6), r(2, 5, 6)), dict(tgt_is_causal=True, tgt_mask=nn.Transformer.generate_square_subsequent_mask(3),
                                            memory_key_padding_mask=padding))
         cases["Transformer"] = (
-            lambda: nn.Transformer(6, 2, 2, 2, 7, dropout=0.1, dtype=f64, rng=0),
+            lambda: nn.Transformer(6, 2, 2, 2, 7, dropout=0.1, batch_first=True, dtype=f64, rng=0),
             (r(2, 5, 6), r(2, 3, 6)), dict(tgt_mask=nn.Transformer.generate_square_subsequent_mask(3),
                                            src_key_padding_mask=padding, memory_key_padding_mask=padding))
     return cases

@@ -135,7 +135,7 @@ def test_multihead_attention_keeps_its_inputs(rng, path):
     key, value = {"qkv": (query, query), "q_kv": (memory, memory), "q_k_v": (memory, other)}[path]
     inputs = [query, memory, other, dout]
     copies = [a.copy() for a in inputs]
-    layer = MultiheadAttention(D, H, dtype=np.float64, rng=0)
+    layer = MultiheadAttention(D, H, batch_first=True, dtype=np.float64, rng=0)
     if path == "qkv":
         key = value = query
     layer(query, key, value)

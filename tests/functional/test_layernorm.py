@@ -54,3 +54,41 @@ def test_layernorm_bad_input_names_argument(rng):
         layernorm_forward(x.astype(np.int64), np.ones(4), np.zeros(4))
     with pytest.raises(TypeError, match="gamma"):
         layernorm_forward(x, np.ones(4, dtype=np.float32), np.zeros(4))
+
+
+@pytest.mark.parametrize("spread", [1.0, 300.0, 3000.0])
+def test_float16_matches_torch_float16(rng, torch, spread):
+    """float16 in, float16 out, computed in float32 as torch does: rows with |x - mean| in the hundreds, whose
+    float16 sum of squares would overflow (65504), still normalize."""
+    x = (rng.standard_normal((3, 5, 8)) * spread).astype(np.float16)
+    gamma, beta = (rng.standard_normal(8).astype(np.float16) for _ in range(2))
+    dout = rng.standard_normal((3, 5, 8)).astype(np.float16)
+    out, cache = layernorm_forward(x, gamma, beta)
+    grads = layernorm_backward(dout, cache)
+
+    tx, tgamma, tbeta = (to_torch(a, requires_grad=True) for a in (x, gamma, beta))
+    tout = torch.nn.functional.layer_norm(tx, (8,), tgamma, tbeta, eps=1e-5)
+    tout.backward(to_torch(dout))
+    for name, ours, theirs in (("out", out, tout), ("dx", grads[0], tx.grad), ("dgamma", grads[1], tgamma.grad),
+                               ("dbeta", grads[2], tbeta.grad)):
+        theirs = theirs.detach().numpy()
+        assert ours.dtype == theirs.dtype == np.float16, name
+        assert np.isfinite(ours).all() and np.abs(ours).max() > 0, name
+        # float16 keeps 11 significant bits: within two units in the last place of the largest value
+        atol = 2 * float(np.spacing(np.abs(theirs).max()))
+        np.testing.assert_allclose(ours.astype(np.float64), theirs.astype(np.float64), rtol=0, atol=atol,
+                                   err_msg=name)
+
+
+def test_eps_must_be_positive(rng):
+    from numpy_transformer.nn import LayerNorm
+
+    x = np.ones((2, 4))                                          # constant rows: variance 0
+    for eps in (0.0, -1e-5):
+        with pytest.raises(ValueError, match=f"eps: got {eps!r}; expected a number > 0"):
+            LayerNorm(4, eps=eps)
+        with pytest.raises(ValueError, match="eps: got"):
+            layernorm_forward(x, np.ones(4), np.zeros(4), eps=eps)
+    with pytest.raises(ValueError, match="eps: got"):
+        LayerNorm(4, eps="small")
+    assert np.isfinite(LayerNorm(4, eps=1e-12, dtype=np.float64)(x)).all()

@@ -104,3 +104,21 @@ def test_softmax_bad_input_names_argument(rng):
             forward(x, axis=2)
         with pytest.raises(ValueError, match="axis"):
             forward(x, axis=1.0)
+
+
+@pytest.mark.parametrize("pair", ["softmax", "log_softmax"])
+def test_an_axis_of_no_entries_gives_the_empty_result_like_torch(torch, pair):
+    import warnings
+
+    forward, backward = {"softmax": (softmax_forward, softmax_backward),
+                         "log_softmax": (log_softmax_forward, log_softmax_backward)}[pair]
+    for shape, axis in (((2, 0), -1), ((3, 0, 4), 1), ((0, 5), -1)):
+        x = np.zeros(shape)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                        # no division by zero on the way
+            y, cache = forward(x, axis=axis)
+            dx = backward(np.zeros(shape), cache)
+        tx = to_torch(x, requires_grad=True)
+        ty = getattr(torch, pair)(tx, dim=axis)
+        ty.sum().backward()
+        assert y.shape == dx.shape == tuple(ty.shape) == tuple(tx.grad.shape) == shape

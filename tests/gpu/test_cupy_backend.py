@@ -158,14 +158,16 @@ def test_modules_match_torch(cupy, torch, dtype):
     tdtype = getattr(torch, np.dtype(dtype).name)
     device = torch_device(torch)
     padding = np.array([[False, False, False, True, True], [False] * 5])
-    check_module(cupy, torch, nn.MultiheadAttention(6, 2, dtype=dtype),
+    check_module(cupy, torch, nn.MultiheadAttention(6, 2, batch_first=True, dtype=dtype),
                  torch.nn.MultiheadAttention(6, 2, batch_first=True, dtype=tdtype, device=device),
                  [r(2, 3, 6), r(2, 5, 6), r(2, 5, 6)], dict(key_padding_mask=padding), dtype)
-    check_module(cupy, torch, nn.TransformerEncoderLayer(6, 2, 7, dropout=0.0, activation="gelu", dtype=dtype),
+    check_module(cupy, torch, nn.TransformerEncoderLayer(6, 2, 7, dropout=0.0, activation="gelu", batch_first=True,
+                                                       dtype=dtype),
                  torch.nn.TransformerEncoderLayer(6, 2, 7, dropout=0.0, activation="gelu", batch_first=True,
                                                   dtype=tdtype, device=device),
                  [r(2, 5, 6)], dict(src_key_padding_mask=padding), dtype)
-    check_module(cupy, torch, nn.TransformerDecoderLayer(6, 2, 7, dropout=0.0, norm_first=True, dtype=dtype),
+    check_module(cupy, torch, nn.TransformerDecoderLayer(6, 2, 7, dropout=0.0, norm_first=True, batch_first=True,
+                                                       dtype=dtype),
                  torch.nn.TransformerDecoderLayer(6, 2, 7, dropout=0.0, norm_first=True, batch_first=True,
                                                   dtype=tdtype, device=device),
                  [r(2, 3, 6), r(2, 5, 6)], dict(memory_key_padding_mask=padding), dtype)

@@ -65,8 +65,9 @@ def test_names_and_dtype(tmp_path, rng):
     np.testing.assert_array_equal(some["t_float64"], tensors["t_float64"].astype(np.float32))
     with pytest.raises(ValueError, match="ours.safetensors.*'nope'"):
         load_safetensors(path, names=["nope"])
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(TypeError, match="dtype"):
         load_safetensors(path, dtype=np.int32)
+    assert load_safetensors(path, names=["t_float16"], dtype="torch.float64")["t_float16"].dtype == np.float64
 
 
 @pytest.mark.parametrize("dtype", NUMPY_DTYPES, ids=lambda d: np.dtype(d).name)
@@ -191,3 +192,36 @@ def test_writer_rejects_bad_input(tmp_path):
     with pytest.raises(TypeError, match="metadata"):
         save_safetensors(path, {"a": np.zeros(3, np.float32)}, metadata={"a": 1})
     assert not os.listdir(tmp_path)  # nothing half-written is left behind
+
+
+LAYOUT = {  # files whose tensors do not fill the data area exactly; the reference reader refuses each
+    "gap before the first tensor": ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, 16,
+                                    "w", "gap of 8 bytes after the start of the data area"),
+    "gap between two tensors": ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                 "b": {"dtype": "F32", "shape": [1], "data_offsets": [12, 16]}}, 16,
+                                "b", "gap of 4 bytes after tensor 'w'"),
+    "empty tensor inside another": ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                     "e": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]}}, 8,
+                                    "e", "overlap.*'w'"),
+    "bytes after the last tensor": ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, 12,
+                                    None, "holds 12 bytes, but the tensors end at byte 8"),
+}
+
+
+@pytest.mark.parametrize("case", list(LAYOUT))
+def test_tensors_must_fill_the_data_area_like_the_reference_reader(tmp_path, case):
+    header, data_size, tensor, what = LAYOUT[case]
+    path = _raw_file(tmp_path / "gappy.safetensors", header, bytes(data_size))
+    where = f"tensor '{tensor}': " if tensor else ""
+    for read in (load_safetensors, safetensors_header):
+        with pytest.raises(ValueError, match=f"gappy.safetensors: {where}.*{what}"):
+            read(path)
+    reference = require("safetensors.numpy")
+    with pytest.raises(Exception, match="invalid offset|not fully covered"):
+        reference.load_file(path)
+    # what both accept: an empty tensor where the last one ends, or first
+    fine = {"e": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
+            "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "z": {"dtype": "F32", "shape": [0, 3], "data_offsets": [8, 8]}}
+    path = _raw_file(tmp_path / "fine.safetensors", fine, bytes(8))
+    assert sorted(load_safetensors(path)) == sorted(reference.load_file(path)) == ["e", "w", "z"]

@@ -21,7 +21,7 @@ def make_pair(torch, dtype, embed_dim=D, num_heads=H, bias=True, seed=0):
         for param in theirs.parameters():
             param.copy_(0.5 * torch.randn(param.shape, generator=generator, dtype=tdtype))
     theirs.train()
-    ours = MultiheadAttention(embed_dim, num_heads, bias=bias, dtype=dtype, rng=seed)
+    ours = MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=True, dtype=dtype, rng=seed)
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
     return ours, theirs
 
@@ -240,7 +240,7 @@ class _Shared:
 
 
 def test_self_attention_matches_finite_differences(rng):
-    attention = MultiheadAttention(4, 2, dtype=np.float64, rng=0)
+    attention = MultiheadAttention(4, 2, batch_first=True, dtype=np.float64, rng=0)
     for param in attention.parameters():
         param.data[...] = rng.standard_normal(param.shape)
     padding = np.zeros((2, 3), dtype=bool)
@@ -250,7 +250,7 @@ def test_self_attention_matches_finite_differences(rng):
 
 
 def test_cross_attention_matches_finite_differences(rng):
-    attention = MultiheadAttention(4, 2, dtype=np.float64, rng=0)
+    attention = MultiheadAttention(4, 2, batch_first=True, dtype=np.float64, rng=0)
     for param in attention.parameters():
         param.data[...] = rng.standard_normal(param.shape)
     padding = np.zeros((2, 4), dtype=bool)
@@ -262,7 +262,7 @@ def test_cross_attention_matches_finite_differences(rng):
 
 
 def test_separate_inputs_match_finite_differences(rng):
-    attention = MultiheadAttention(4, 4, dtype=np.float64, rng=0)  # head width 1
+    attention = MultiheadAttention(4, 4, batch_first=True, dtype=np.float64, rng=0)  # head width 1
     for param in attention.parameters():
         param.data[...] = rng.standard_normal(param.shape)
     inputs = [rng.standard_normal((1, 1, 4)), rng.standard_normal((1, 2, 4)), rng.standard_normal((1, 2, 4))]
@@ -270,7 +270,7 @@ def test_separate_inputs_match_finite_differences(rng):
 
 
 def test_frozen_parameters_get_no_gradient(rng):
-    attention = MultiheadAttention(D, H, dtype=np.float64, rng=0)
+    attention = MultiheadAttention(D, H, batch_first=True, dtype=np.float64, rng=0)
     attention.freeze()
     x = rng.standard_normal((B, T, D))
     attention(x, x, x)
@@ -280,7 +280,7 @@ def test_frozen_parameters_get_no_gradient(rng):
 
 
 def test_gradients_accumulate(rng):
-    attention = MultiheadAttention(D, H, dtype=np.float64, rng=0)
+    attention = MultiheadAttention(D, H, batch_first=True, dtype=np.float64, rng=0)
     x = rng.standard_normal((B, T, D))
     dout = rng.standard_normal((B, T, D))
     attention(x, x, x)
@@ -292,7 +292,7 @@ def test_gradients_accumulate(rng):
 
 
 def test_init_like_torch():
-    attention = MultiheadAttention(12, 3, rng=0)
+    attention = MultiheadAttention(12, 3, batch_first=True, rng=0)
     bound = np.sqrt(6.0 / (12 + 36))
     weight = attention.in_proj_weight.data
     assert weight.shape == (36, 12) and weight.dtype == np.float32
@@ -313,15 +313,17 @@ def test_weights_round_trip_through_torch(plain_torch):
 def test_bad_input_names_argument(rng):
     with pytest.raises(ValueError, match="num_heads"):
         MultiheadAttention(10, 3)
-    with pytest.raises(ValueError, match="batch_first"):
-        MultiheadAttention(8, 2, batch_first=False)
-    attention = MultiheadAttention(D, H, dtype=np.float64)
+    with pytest.raises(TypeError, match="batch_first: got 'yes'; expected True or False"):
+        MultiheadAttention(8, 2, batch_first="yes")
+    attention = MultiheadAttention(D, H, batch_first=True, dtype=np.float64)
     x = rng.standard_normal((B, T, D))
     memory = rng.standard_normal((B, S, D))
     with pytest.raises(ValueError, match="query"):
         attention(rng.standard_normal((B, T, D + 1)), memory, memory)
-    with pytest.raises(ValueError, match="query"):
+    with pytest.raises(ValueError, match="key: got shape .* expected 2-D like query.*do not mix"):
         attention(rng.standard_normal((T, D)), memory, memory)
+    with pytest.raises(ValueError, match="query: got shape"):
+        attention(rng.standard_normal((1, B, T, D)), memory, memory)
     with pytest.raises(ValueError, match="key"):
         attention(x, rng.standard_normal((B + 1, S, D)), rng.standard_normal((B + 1, S, D)))
     with pytest.raises(ValueError, match="value"):
@@ -337,4 +339,4 @@ def test_bad_input_names_argument(rng):
     with pytest.raises(TypeError, match="attn_mask"):
         attention(x, memory, memory, attn_mask=np.zeros((T, S), dtype=np.int64))
     with pytest.raises(RuntimeError, match="backward"):
-        MultiheadAttention(D, H).backward(np.zeros((B, T, D), np.float32))
+        MultiheadAttention(D, H, batch_first=True).backward(np.zeros((B, T, D), np.float32))

@@ -178,7 +178,7 @@ def test_frozen_parameters_get_no_gradient(rng):
     assert layer.weight.grad is None and layer.bias.grad is not None
     embedding = Embedding(4, 2, rng=0).freeze()
     embedding(np.array([1, 2]))
-    embedding.backward(np.ones((2, 2)))
+    embedding.backward(np.ones((2, 2), np.float32))
     assert embedding.weight.grad is None
 
 

@@ -62,7 +62,8 @@ def test_encoder_layer_matches_torch(rng, plain_torch, dtype, norm_first, activa
     torch = plain_torch
     theirs = torch.nn.TransformerEncoderLayer(D, H, F, dropout=0.0, activation=activation, batch_first=True,
                                               norm_first=norm_first, dtype=torch_dtype(torch, dtype))
-    ours = TransformerEncoderLayer(D, H, F, dropout=0.0, activation=activation, norm_first=norm_first, dtype=dtype)
+    ours = TransformerEncoderLayer(D, H, F, dropout=0.0, activation=activation, norm_first=norm_first, batch_first=True,
+                                   dtype=dtype)
     randomize_and_load(torch, theirs, ours)
     src = rng.standard_normal((B, S, D)).astype(dtype)
     dout = rng.standard_normal((B, S, D)).astype(dtype)
@@ -96,7 +97,8 @@ def test_decoder_layer_matches_torch(rng, plain_torch, dtype, norm_first, activa
     torch = plain_torch
     theirs = torch.nn.TransformerDecoderLayer(D, H, F, dropout=0.0, activation=activation, batch_first=True,
                                               norm_first=norm_first, dtype=torch_dtype(torch, dtype))
-    ours = TransformerDecoderLayer(D, H, F, dropout=0.0, activation=activation, norm_first=norm_first, dtype=dtype)
+    ours = TransformerDecoderLayer(D, H, F, dropout=0.0, activation=activation, norm_first=norm_first, batch_first=True,
+                                   dtype=dtype)
     randomize_and_load(torch, theirs, ours, seed=1)
     tgt = rng.standard_normal((B, T, D)).astype(dtype)
     memory = rng.standard_normal((B, S, D)).astype(dtype)       # S != T
@@ -164,7 +166,7 @@ def test_encoder_and_decoder_stacks_match_torch(rng, plain_torch):
                                                 enable_nested_tensor=False)
     their_decoder = torch.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(D, H, **layer_args), 3,
                                                 norm=torch.nn.LayerNorm(D, dtype=torch.float64))
-    our_args = dict(dim_feedforward=F, dropout=0.0, dtype=np.float64)
+    our_args = dict(dim_feedforward=F, dropout=0.0, batch_first=True, dtype=np.float64)
     our_encoder = TransformerEncoder(TransformerEncoderLayer(D, H, **our_args), 2)
     our_decoder = TransformerDecoder(TransformerDecoderLayer(D, H, **our_args), 3, norm=LayerNorm(D, dtype=np.float64))
     randomize_and_load(torch, their_encoder, our_encoder, seed=3)
@@ -236,7 +238,7 @@ def test_weights_round_trip_through_torch(plain_torch):
 
 def test_no_bias_keys_match_torch(torch):
     theirs = torch.nn.TransformerDecoderLayer(D, H, F, batch_first=True, bias=False)
-    ours = TransformerDecoderLayer(D, H, F, bias=False)
+    ours = TransformerDecoderLayer(D, H, F, batch_first=True, bias=False)
     assert list(ours.state_dict()) == list(theirs.state_dict())
 
 
@@ -258,7 +260,7 @@ def randomized(module, rng):
     return module
 
 
-small = dict(dim_feedforward=6, dropout=0.0, dtype=np.float64)
+small = dict(dim_feedforward=6, dropout=0.0, batch_first=True, dtype=np.float64)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -292,11 +294,11 @@ def test_bad_input_names_argument(rng):
         TransformerEncoderLayer(10, 3)
     with pytest.raises(ValueError, match="activation"):
         TransformerEncoderLayer(8, 2, activation="tanh")
-    with pytest.raises(ValueError, match="batch_first"):
-        TransformerDecoderLayer(8, 2, batch_first=False)
+    with pytest.raises(TypeError, match="batch_first: got 1; expected True or False"):
+        TransformerDecoderLayer(8, 2, batch_first=1)
     with pytest.raises(ValueError, match="num_layers"):
         TransformerEncoder(TransformerEncoderLayer(8, 2), 0)
-    encoder_layer = TransformerEncoderLayer(D, H, F, dtype=np.float64)
+    encoder_layer = TransformerEncoderLayer(D, H, F, batch_first=True, dtype=np.float64)
     src = rng.standard_normal((B, S, D))
     with pytest.raises(ValueError, match="src"):
         encoder_layer(rng.standard_normal((B, S, D + 1)))
@@ -304,7 +306,7 @@ def test_bad_input_names_argument(rng):
         encoder_layer(src, src_mask=np.zeros((S, S + 1), dtype=bool))
     with pytest.raises(ValueError, match="src_key_padding_mask"):
         encoder_layer(src, src_key_padding_mask=np.zeros((B, S + 1), dtype=bool))
-    decoder_layer = TransformerDecoderLayer(D, H, F, dtype=np.float64)
+    decoder_layer = TransformerDecoderLayer(D, H, F, batch_first=True, dtype=np.float64)
     tgt = rng.standard_normal((B, T, D))
     with pytest.raises(ValueError, match="memory"):
         decoder_layer(tgt, rng.standard_normal((B + 1, S, D)))
@@ -316,7 +318,7 @@ def test_bad_input_names_argument(rng):
         decoder_layer(tgt, src, memory_key_padding_mask=np.zeros((B, T), dtype=bool))
     with pytest.raises(ValueError, match="tgt_key_padding_mask"):
         decoder_layer(tgt, src, tgt_key_padding_mask=np.zeros((B, S), dtype=bool))
-    model = Transformer(D, H, 1, 1, F, dtype=np.float64)
+    model = Transformer(D, H, 1, 1, F, batch_first=True, dtype=np.float64)
     with pytest.raises(ValueError, match="tgt"):
         model(src, rng.standard_normal((B + 1, T, D)))
     with pytest.raises(ValueError, match="src"):

@@ -71,3 +71,25 @@ def test_bad_arguments():
         WordTokenizer(lowercase="no")
     with pytest.raises(TypeError, match="unexpected keyword"):
         tok.encode("ab", add_sos=True)
+
+
+@pytest.mark.parametrize("make", [CharTokenizer, WordTokenizer])
+def test_what_is_not_a_list_of_sentences_is_named(make):
+    tok = make().build_vocab(["the cat"])
+    for method in (tok.batch_encode, tok.build_vocab):
+        for bad, message in ((None, "sentences: got NoneType"), (5, "sentences: got int"),
+                             (b"the cat", "sentences: got bytes"), ("the cat", "sentences: got a single str"),
+                             (["the", None], r"sentences\[1\]: got None")):
+            with pytest.raises(TypeError, match=message):
+                method(bad)
+    for bad, message in ((5, "tokens: got int"), (b"ab", "tokens: got bytes"), (["a", 1], r"tokens\[1\]: got 1")):
+        with pytest.raises(TypeError, match=message):
+            make(bad)
+    with pytest.raises(TypeError, match="ids: got NoneType"):
+        tok.decode(None)
+    with pytest.raises(TypeError, match="ids: got NoneType"):
+        tok.batch_decode(None)
+    with pytest.raises(ValueError, match=r"ids: got shape \(2,\)"):
+        tok.batch_decode([4, 5])
+    ids, lengths = tok.batch_encode([])                           # an empty batch is well defined
+    assert ids.shape == (0, 0) and lengths.shape == (0,)

@@ -219,3 +219,61 @@ def test_bad_arguments(ours, tmp_path):
         BertTokenizer.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="unk_token"):
         BertTokenizer({"a": 0})
+
+
+def test_unassigned_code_points_are_kept_like_the_default_tokenizer(ours, fast, slow):
+    """A code point Python's Unicode tables call unassigned (Cn) is an ordinary character, not a control one.
+
+    U+1FAE8 (an emoji of Unicode 15) is Cn for Python 3.11; U+0378 is unassigned everywhere. Dropping them
+    would join their neighbours into one word ("soc ##ool"); the default (Rust) tokenizer keeps them, so the
+    word is [UNK]. The pure-Python reference drops them (see the module docstring of wordpiece.py).
+    """
+    import unicodedata
+
+    assert ours.tokenize("so\U0001FAE8cool") == fast.tokenize("so\U0001FAE8cool") == ["[UNK]"]
+    assert ours.tokenize("so\u0378cool") == fast.tokenize("so\u0378cool") == ["[UNK]"]
+    # a spread of unassigned code points over every plane, each between two words and alone
+    unassigned = [cp for cp in range(0x300, 0x110000, 61) if unicodedata.category(chr(cp)) == "Cn"][::40]
+    assert len(unassigned) > 300
+    text = " ".join(f"so{chr(cp)}cool x{chr(cp)} {chr(cp)}" for cp in unassigned)
+    assert ours.tokenize(text) == fast.tokenize(text)
+    _assert_same(ours(text), _reference(fast, text), "fast, unassigned code points")
+    assert ours.tokenize("so\u0378cool") != slow.tokenize("so\u0378cool")    # the Python one drops it
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (None, TypeError, r"texts: got NoneType; expected a str"),
+    (5, TypeError, r"texts: got int; expected a str"),
+    (b"some text", TypeError, r"texts: got bytes; .*decode bytes first"),
+    ([], ValueError, r"texts: got an empty list; expected at least one text"),
+    (["a", None], TypeError, r"texts\[1\]: got None \(NoneType\)"),
+    ([b"a"], TypeError, r"texts\[0\]: got b'a' \(bytes\)"),
+])
+def test_what_is_not_text_is_named(ours, bad, error, message):
+    with pytest.raises(error, match=message):
+        ours(bad, padding=True)
+
+
+def test_ids_and_tokens_that_are_not_are_named(ours):
+    with pytest.raises(TypeError, match="text_pair: got bytes"):
+        ours(["a"], text_pair=b"b")
+    with pytest.raises(TypeError, match=r"text_pair\[0\]: got int"):
+        ours(["a"], text_pair=[3])
+    with pytest.raises(TypeError, match="text_pair: got int"):
+        ours.encode("a", 3)
+    for bad in (None, 2.5, b"ab", ["a"], [1, None]):
+        with pytest.raises(TypeError, match="ids: got"):
+            ours.decode(bad)
+        with pytest.raises(TypeError, match="ids: got"):
+            ours.convert_ids_to_tokens(bad)
+    with pytest.raises(TypeError, match="sequences: got NoneType"):
+        ours.batch_decode(None)
+    with pytest.raises(ValueError, match=r"sequences: got shape \(3,\)"):
+        ours.batch_decode(np.array([1, 2, 3]))
+    for bad in (None, 5, b"ab"):
+        with pytest.raises(TypeError, match="tokens: got"):
+            ours.convert_tokens_to_ids(bad)
+    with pytest.raises(TypeError, match=r"tokens\[1\]: got NoneType"):
+        ours.convert_tokens_to_ids(["hello", None])
+    # what is accepted: one id, a list, an integer array of any shape, an empty list
+    assert ours.decode(7592) == "hello" and ours.decode(np.array([[7592]])) == "hello" and ours.decode([]) == ""

@@ -189,6 +189,9 @@ def test_save_writes_the_page_atomically(rng, tmp_path, monkeypatch):
     path = tmp_path / "nested" / "view.html"
     assert view.save(path) == str(path)
     assert path.read_text(encoding="utf-8") == view.html
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask               # the usual permissions, not 0600
 
     other = viz.ModelView(softmax(rng.normal(size=(2, 3, 3))), list("xyz"))
 
