@@ -12,7 +12,6 @@ everything that follows:
    does the lookup directly, as a gather, instead of multiplying by a mostly-zero matrix.
 """
 import numpy as np
-
 from _common import done, save, section, setup
 
 args = setup("01_one_hot", "one-hot vectors, integer encoding, lookup as a matrix product")
@@ -31,7 +30,7 @@ section("2. one-hot vectors")
 one_hot = np.zeros((len(sentence), len(vocabulary)))  # (T, V)
 one_hot[np.arange(len(sentence)), ids] = 1.0            # one 1 per row, at the word's index
 print("  one row per word, one column per vocabulary entry:")
-for word, row in zip(sentence, one_hot):
+for word, row in zip(sentence, one_hot, strict=True):
     print(f"  {word:>4}  {row.astype(int)}")
 
 gram = one_hot @ one_hot.T  # (T, T): dot product of every pair of words
@@ -45,7 +44,7 @@ table = np.round(rng.normal(size=(len(vocabulary), d_model)), 2)  # (V, D): one 
 word = "mat"
 picked = one_hot[sentence.index(word)] @ table  # (V,) @ (V, D) -> (D,)
 print(f"  table (V={len(vocabulary)}, D={d_model}):")
-for w, row in zip(vocabulary, table):
+for w, row in zip(vocabulary, table, strict=True):
     print(f"    {w:>4}  {row}")
 print(f"  one_hot('{word}') @ table = {picked}")
 print(f"  table[{index[word]}]            = {table[index[word]]}")
@@ -60,7 +59,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
 axes[0].imshow(one_hot, cmap="Greys", vmin=0, vmax=1)
 axes[0].set_xticks(range(len(vocabulary)), vocabulary, rotation=45, ha="right")
-axes[0].set_yticks(range(len(sentence)), [f"{w} (id {i})" for w, i in zip(sentence, ids)])
+axes[0].set_yticks(range(len(sentence)), [f"{w} (id {i})" for w, i in zip(sentence, ids, strict=True)])
 axes[0].set_xlabel("vocabulary entry")
 axes[0].set_ylabel("word of the sentence")
 axes[0].set_title("One-hot matrix: a single 1 per row")

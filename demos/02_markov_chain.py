@@ -11,7 +11,6 @@ in both sentences. A Markov chain must give both sentences the same next-word di
 (demo 05) is the mechanism that lets a model look back as far as it needs.
 """
 import numpy as np
-
 from _common import done, save, section, setup
 
 args = setup("02_markov_chain", "transition matrix, sampling, and a long-range dependency it cannot see")

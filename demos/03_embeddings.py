@@ -11,11 +11,12 @@ Here we train the smallest useful language model, a next-word predictor:
 
 with the library's functional pairs and a hand-written SGD loop. Words that are followed by the same kind of
 words ("dog" and "cat" are both followed by verbs; "red" and "black" by nouns) get similar vectors, which the
-cosine-similarity picture shows. The sentences come from the English side of the translation grammar in
+cosine-similarity picture shows. A tenth of the sentences is held out: the loss on them says whether the model
+learned the language or the training sentences, and ``ln V`` (the loss of guessing uniformly among V words) is
+where every curve starts. The sentences come from the English side of the translation grammar in
 ``numpy_transformer.data.translation``.
 """
 import numpy as np
-
 from _common import Progress, done, save, section, setup
 
 from numpy_transformer.data.translation import make_translation_pairs
@@ -45,11 +46,23 @@ n_sentences = 1000 if args.quick else 5000
 sentences = [english.split() + ["."] for english, _ in make_translation_pairs(n_sentences, seed=args.seed)]
 vocabulary = sorted({w for s in sentences for w in s})
 index = {w: i for i, w in enumerate(vocabulary)}
-stream = np.array([index[w] for s in sentences for w in s])  # the sentences one after another
+n_held = n_sentences // 10
+held_stream = np.array([index[w] for s in sentences[:n_held] for w in s])   # the held-out sentences
+stream = np.array([index[w] for s in sentences[n_held:] for w in s])        # the training sentences, one after another
 current, following = stream[:-1], stream[1:]                 # (N,), (N,): predict following from current
+held_current, held_following = held_stream[:-1], held_stream[1:]
 V, D = len(vocabulary), 16
-print(f"  {n_sentences} sentences, e.g. '{' '.join(sentences[0])}'")
-print(f"  vocabulary V = {V}; {current.size} (word, next word) pairs; embedding width D = {D}")
+print(f"  {n_sentences} sentences, e.g. '{' '.join(sentences[0])}'; {n_held} of them held out")
+print(f"  vocabulary V = {V}; {current.size} (word, next word) pairs for training, {held_current.size} held out; "
+      f"embedding width D = {D}")
+
+
+def held_out_loss():
+    """Cross-entropy of the next word over the held-out pairs (no gradient, no update)."""
+    x, _ = embedding_forward(held_current, embedding)                   # (M, D)
+    logits, _ = linear_forward(x, out_weight, out_bias)                 # (M, V)
+    loss, _ = cross_entropy_forward(logits, held_following)
+    return float(loss)
 
 section("3. training with plain SGD")
 embedding = (0.1 * rng.standard_normal((V, D))).astype(np.float32)  # (V, D)
@@ -58,7 +71,8 @@ out_bias = np.zeros(V, dtype=np.float32)
 steps = 1500 if args.quick else 8000
 batch, lr = 256, 0.5
 progress = Progress(steps, every=max(1, steps // 6))
-losses = []
+losses, held_steps, held_losses = [], [0], []
+held_losses.append(held_out_loss())
 for step in range(1, steps + 1):
     pick = rng.integers(0, current.size, size=batch)
     x, emb_cache = embedding_forward(current[pick], embedding)           # (B,) -> (B, D)
@@ -70,13 +84,20 @@ for step in range(1, steps + 1):
     for param, g in ((embedding, dembedding), (out_weight, dweight), (out_bias, dbias)):
         param -= lr * g                                                   # SGD, in place
     losses.append(float(loss))
+    if step % max(1, steps // 20) == 0:
+        held_steps.append(step)
+        held_losses.append(held_out_loss())
     progress.update(step, loss)
-print(f"  loss went from {losses[0]:.3f} to {np.mean(losses[-20:]):.3f} "
-      f"(uniform guessing would be ln V = {np.log(V):.3f})")
+print(f"  loss went from {losses[0]:.3f} to {np.mean(losses[-20:]):.3f} on training batches, "
+      f"{held_losses[-1]:.3f} on the held-out sentences\n  (uniform guessing would be ln V = {np.log(V):.3f}; "
+      "the rest is real uncertainty: after 'the' many nouns and adjectives fit)")
 
 section("4. which words ended up close?")
-shown = [w for w in ("dog", "cat", "horse", "girl", "car", "house", "book", "red", "black", "small", "big",
-                     "sleeps", "eats", "sees", "the", "these") if w in index]
+word_groups = [("dog", "cat", "horse", "girl", "car", "house", "book"), ("red", "black", "small", "big"),
+               ("sleeps", "eats", "sees"), ("the", "these")]  # nouns, adjectives, verbs, determiners
+word_groups = [[w for w in group if w in index] for group in word_groups]
+word_groups = [group for group in word_groups if group]
+shown = [w for group in word_groups for w in group]
 vectors = embedding[[index[w] for w in shown]]                             # (W, D)
 unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 cosine = unit @ unit.T                                                     # (W, W)
@@ -91,10 +112,15 @@ across = np.mean([cos(a, b) for a in nouns for b in others])
 print(f"  mean cosine among nouns {within:+.2f}; between nouns and other words {across:+.2f}")
 
 section("pictures")
-save(similarity_matrix(cosine, shown, title="Cosine similarity of learned word embeddings"), args.out,
+save(similarity_matrix(cosine, shown, groups=[len(g) for g in word_groups], annotate=False,
+                       title="Cosine similarity of learned word embeddings\n"
+                             "(lines separate nouns, adjectives, verbs, determiners)"), args.out,
      "embedding_similarity.png")
-save(loss_curve(np.arange(1, steps + 1), losses, title="Next-word model: training loss",
-                ylabel="cross-entropy"), args.out, "embedding_loss.png")
+save(loss_curve(np.arange(1, steps + 1), losses, val_steps=held_steps, val=held_losses, smooth=100,
+                train_label="training batches", val_label=f"{n_held} held-out sentences",
+                reference=[(np.log(V), f"guessing uniformly: ln V = {np.log(V):.2f}")],
+                title="Next-word model: cross-entropy of the next word", ylabel="cross-entropy"),
+     args.out, "embedding_loss.png")
 
 print(f"\nresult: final loss {np.mean(losses[-20:]):.3f} (start {losses[0]:.3f}); "
       f"noun-noun cosine {within:+.2f} vs noun-other {across:+.2f}")

@@ -15,7 +15,6 @@ slow on the right. Two consequences shown here:
   pairs), and it is largest at k = 0 and falls off with distance: nearby positions look alike.
 """
 import numpy as np
-
 from _common import done, save, section, setup
 
 from numpy_transformer.functional.positional import positional_encoding_forward, sinusoidal_table

@@ -11,18 +11,18 @@ Here the word vectors and the projections are written by hand, so we know what e
 a pronoun looks for an animate noun, a verb for a noun, a determiner for a noun, a noun for a verb. Then
 two masks: the *causal* mask, which stops a word from seeing the words after it (how a language model is
 trained to predict the next word), and the *padding* mask, which hides the filler tokens that make
-sentences of different lengths fit in one batch. Last, several heads with random projections, pictured
-side by side and as lines from each word to the words it attends to.
+sentences of different lengths fit in one batch. Last, four heads, each with its own hand-made question
+(the word before, an animate noun, a noun, a verb), computed together as one batched matrix product, as
+multi-head attention does: pictured side by side and as lines from each word to the words it attends to.
 """
 import numpy as np
-
 from _common import done, save, section, setup
 
 from numpy_transformer.functional.attention import causal_mask, scaled_dot_product_attention_forward
 from numpy_transformer.functional.heads import split_heads_forward
 from numpy_transformer.viz import attention_heads_grid, attention_heatmap, head_view
 
-args = setup("05_attention", "scaled dot-product attention, causal and padding masks, several heads")
+args = setup("05_attention", "scaled dot-product attention, causal and padding masks, four heads")
 rng = np.random.default_rng(args.seed)
 
 section("1. hand-made word vectors and projections")
@@ -79,30 +79,63 @@ on_padding = float(batch_weights[1][:, 3:].max())
 print(f"  key padding mask (B, S) = {key_padding.shape}, passed as (B, 1, S) so it hides columns for every query")
 print(f"  largest weight on a <pad> key: {on_padding}; rows still sum to 1: "
       f"{np.allclose(batch_weights.sum(axis=-1), 1.0)}")
+print("  the <pad> positions are queries too: their rows are computed (over the 3 real words), but their outputs"
+      "\n  are thrown away -- the loss and every later use skip padded positions -- so the picture greys them out")
 
-section("4. several heads with random projections")
-H, D = 4, 8
-embed = rng.standard_normal((F, D))  # a random word embedding, F features -> D
-xs = (x @ embed)[None]               # (1, T, D)
-wq, wk, wv = (rng.standard_normal((D, D)) / np.sqrt(D) for _ in range(3))
-heads_q, _ = split_heads_forward(xs @ wq, H)  # (1, T, D) -> (1, H, T, D/H)
-heads_k, _ = split_heads_forward(xs @ wk, H)
-heads_v, _ = split_heads_forward(xs @ wv, H)
+section("4. four heads, four questions, one matrix product")
+# Each head asks its own question with its own query and key projections, of width Dh: F feature dims and T
+# position dims. Positions are one-hot here (real models learn them from positional encodings), and with
+# one-hot positions a query can score every position as it likes: q_t . k_s = (row t of a T x T table)[s].
+T = len(tokens)
+H, Dh = 4, F + T
+position = np.eye(T)                                        # (T, T): row t is position t, one-hot
+distance = np.abs(np.arange(T)[:, None] - np.arange(T)[None, :])  # (T, T): |t - s|
+head_q, head_k = np.zeros((H, T, Dh)), np.zeros((H, T, Dh))
+head_k[:, :, :F] = x                                        # keys: what each word is ...
+head_k[:, :, F:] = position                                 # ... and where it is
+head_names = ["the word before", "animate nouns", "the word after", "the nearest verb"]
+head_asks = ["every word: the word just before me", "pronouns and adjectives: something animate",
+             "determiners: the word after me (their noun)", "nouns: the nearest verb"]
+is_a = {f: x[:, features.index(f)][:, None] for f in features}  # (T, 1) each: how much word t has feature f
+strong = 2.0 * sharpness
+head_q[0, 1:, F:] = strong * position[:-1]                  # head 0: position t asks for position t - 1
+head_q[1, :, features.index("animate")] = strong * (is_a["pronoun"] + is_a["adjective"])[:, 0]
+head_q[2, :-1, F:] = strong * is_a["determiner"][:-1] * position[1:]  # head 2: determiners ask for t + 1
+head_q[3, :, features.index("verb")] = strong * is_a["noun"][:, 0]
+head_q[3, :, F:] = -0.3 * distance - 0.1 * (np.arange(T)[None, :] > np.arange(T)[:, None])  # nearer, then earlier
+head_q[:, :, F:] += 3.0 * position                          # every head: a word with nothing to ask looks at itself
+head_q *= np.sqrt(Dh)                                       # so that the scores above are the softmax's inputs
+# written as multi-head attention writes it: ONE (T, H * Dh) projection, split into heads, one batched product
+q_all = head_q.transpose(1, 0, 2).reshape(1, T, H * Dh)     # (H, T, Dh) -> (1, T, H*Dh), as x W_q would give
+k_all = head_k.transpose(1, 0, 2).reshape(1, T, H * Dh)
+heads_q, _ = split_heads_forward(q_all, H)                   # (1, T, H*Dh) -> (1, H, T, Dh)
+heads_k, _ = split_heads_forward(k_all, H)
+heads_v, _ = split_heads_forward(np.tile(x, (1, H))[None], H)  # values: the word vectors, in every head
 _, head_weights, _ = scaled_dot_product_attention_forward(heads_q, heads_k, heads_v)  # (1, H, T, T)
-print(f"  {H} heads of width {D // H}: weights {head_weights.shape}; each head computes its own pattern "
-      "in the same matrix product")
+print(f"  q, k: (1, T, H*Dh) = {q_all.shape} -> split_heads -> {heads_q.shape}; weights {head_weights.shape}:"
+      f" {H} patterns from one batched product")
+for h in range(H):
+    best = head_weights[0, h].argmax(axis=1)
+    pairs = ", ".join(f"{tokens[t]} -> {tokens[best[t]]}" for t in range(T) if best[t] != t)
+    print(f"  head {h} ({head_asks[h]}): {pairs}")
+before_head_ok = all(head_weights[0, 0, t].argmax() == t - 1 for t in range(1, T))
 
 section("pictures")
 save(attention_heatmap(weights, tokens, title="Attention with hand-made queries and keys"), args.out,
      "attention_weights.png")
 save(attention_heatmap(causal_weights, tokens, title="Causal mask: no word sees the words after it"),
      args.out, "attention_causal.png")
-save(attention_heatmap(batch_weights[1], padded, title="Padding mask: nobody attends to <pad>"), args.out,
-     "attention_padding.png")
-save(attention_heads_grid(head_weights[0], tokens, title=f"{H} heads with random projections"), args.out,
-     "attention_heads.png")
-save(head_view(weights, tokens, title="Who attends to whom (hand-made attention)"), args.out, "head_view.png")
+save(attention_heatmap(batch_weights[1], padded, ignored_rows=key_padding[1],
+                       title="Padding mask: no query attends to a <pad> key\n"
+                             "(the <pad> queries' own rows are computed, then discarded)"),
+     args.out, "attention_padding.png")
+save(attention_heads_grid(head_weights[0], tokens, head_titles=[f"head {h}: {head_names[h]}" for h in range(H)],
+                          title=f"{H} hand-made heads, each asking its own question (rows: the word asking; "
+                                "columns: the words it looks at)"),
+     args.out, "attention_heads.png")
+save(head_view(head_weights[0], tokens, head_titles=[f"head {h}: {head_names[h]}" for h in range(H)],
+               title="Who attends to whom, one panel per head"), args.out, "head_view.png")
 
-print(f"\nresult: 'it' attends most to 'cat': {it_to_cat}; weight on future words {future}; "
-      f"weight on padding {on_padding}")
+print(f"\nresult: 'it' attends most to 'cat': {it_to_cat}; head 0 looks at the word before: {before_head_ok}; "
+      f"weight on future words {future}; weight on padding {on_padding}")
 done(args.out)

@@ -14,8 +14,8 @@ The weights pictured here are LEARNED, not set by hand: a tiny model -- word emb
 positions, one ``MultiheadAttention`` layer with 4 heads, and two Linear read-outs -- is trained for a few
 seconds to name, at every position, both the word BEFORE it and the word AFTER it. No single average can
 carry two different words, so the heads divide the work: some learn to look one step back, others one step
-ahead. The pictures show each head's attention on a sentence it never saw, one panel per head, and as lines
-from each word to the words it attends to.
+ahead. The pictures show each head's attention on a sentence it never saw, one panel per head (heads numbered
+from 0, as the model indexes them), as heatmaps and as lines from each word to the words it attends to.
 """
 import os
 
@@ -23,7 +23,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # tiny matrices: one BLAS thread is fastest
 
 import numpy as np  # noqa: E402
-
 from _common import Progress, done, save, section, setup  # noqa: E402
 
 from numpy_transformer.functional.losses import cross_entropy_backward, cross_entropy_forward  # noqa: E402
@@ -122,33 +121,33 @@ accuracy_after = float((logits_after.argmax(-1) == after)[keep].mean())
 print(f"  on 500 new random sequences: word before named right {accuracy_before:.1%}, "
       f"word after {accuracy_after:.1%} (chance {1 / V:.1%})")
 print(f"  multihead accuracy (before, after): {accuracy_before:.3f} {accuracy_after:.3f}")
-save(loss_curve(np.arange(1, steps + 1), losses, title="Training: name the word before and after",
-                ylabel="cross-entropy (before + after)"), args.out, "06_loss.png")
+save(loss_curve(np.arange(1, steps + 1), losses, smooth=max(1, steps // 30),
+                reference=[(2 * np.log(V), f"guessing: 2 ln V = {2 * np.log(V):.2f}")],
+                title="Training: name the word before and the word after", ylabel="cross-entropy (before + after)"),
+     args.out, "06_loss.png")
 
 section("3. what each head learned, on a sentence it never saw")
 ids = np.array([[stoi[w] for w in sentence]])                       # (1, T)
 weights = model.weights(ids)[0]                                     # (H, T, T)
 print(f"  MultiheadAttention(..., need_weights=True, average_attn_weights=False) -> weights {weights.shape}"
       " (heads, query, key)")
-offsets = {}
+roles = []
 for h in range(H):
     # how much attention, on average over the words, goes one step back, to the word itself, one step ahead
     back = float(np.mean(np.diagonal(weights[h], offset=-1)))
     same = float(np.mean(np.diagonal(weights[h])))
     ahead = float(np.mean(np.diagonal(weights[h], offset=1)))
-    offsets[h] = (back, same, ahead)
-    role = max((back, "at the word before"), (same, "at the word itself"), (ahead, "at the word after"))[1]
+    share, role = max((back, "the word before"), (same, "the word itself"), (ahead, "the word after"))
+    roles.append(f"head {h}: {role} ({share:.2f})")
     print(f"  head {h}: to the word before {back:.2f}, to itself {same:.2f}, to the word after {ahead:.2f}"
-          f"  -> mostly looks {role}")
-fig = attention_heads_grid(weights, sentence,
-                           title=f"Learned multi-head attention, one panel per head ({H} heads): "
-                                 "each row is a word, each column a word it may look at")
+          f"  -> mostly looks at {role}")
+print("  (each picture titles every head with what it mostly looks at and the mean weight it puts there)")
+fig = attention_heads_grid(weights, sentence, head_titles=roles,
+                           title=f"Learned multi-head attention, one panel per head ({H} heads, numbered from 0) "
+                                 "on a sentence it never saw\nrows: the word asking; columns: the words it looks "
+                                 "at")
 save(fig, args.out, "06_heads.png")
-fig = head_view(weights, sentence, title="Head view, all 4 heads:\neach word (left) -> the words it attends to (right)")
+fig = head_view(weights, sentence, head_titles=roles,
+                title="Head view: each word (left) -> the words it attends to (right), one panel per head")
 save(fig, args.out, "06_head_view.png")
-back_head = max(range(H), key=lambda h: offsets[h][0])
-ahead_head = max(range(H), key=lambda h: offsets[h][2])
-for h, what in ((back_head, "the word before"), (ahead_head, "the word after")):
-    fig = head_view(weights, sentence, head=h, title=f"Head {h} alone: it looks at {what}")
-    save(fig, args.out, f"06_head_view_head{h}.png")
 done(args.out)

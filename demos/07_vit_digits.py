@@ -18,9 +18,8 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-
 from _common import Progress, done, save, section, setup  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
 
 from numpy_transformer.data.metrics import accuracy  # noqa: E402
 from numpy_transformer.functional.losses import cross_entropy_backward, cross_entropy_forward  # noqa: E402
@@ -46,7 +45,7 @@ images = (images - mean) / std                                      # zero mean,
 print(f"  {len(labels)} images of {images.shape[2]}x{images.shape[3]} pixels (sklearn.datasets.load_digits); "
       f"{len(train_index)} for training, {len(test_index)} held out for the test")
 patch = 2
-fig = patch_grid(digits.images[order[0]], patch,
+fig = patch_grid(digits.images[order[0]], patch, cmap="gray_r", grid_color="tab:orange",
                  title=f"A digit '{labels[order[0]]}' cut into {(8 // patch) ** 2} patches of {patch}x{patch} "
                        "pixels\n(the numbers give each patch's position in the sequence)")
 save(fig, args.out, "07_patches.png")
@@ -103,38 +102,51 @@ print(f"  trained in {time.perf_counter() - progress.start:.1f} s")
 print(f"  train accuracy: {train_accuracy:.3f}")
 print(f"  test accuracy: {test_accuracy:.3f}")
 window = min(steps_per_epoch, len(losses))
-fig = loss_curve(np.arange(window, len(losses) + 1), np.convolve(losses, np.ones(window) / window, "valid"),
-                 title="ViT on 8x8 digits: training loss (mean over an epoch)", ylabel="cross-entropy",
-                 accuracy_steps=val_steps, accuracy=val_accuracy)
+fig = loss_curve(np.arange(1, len(losses) + 1), losses, smooth=window,
+                 title="ViT on 8x8 digits: training loss and held-out accuracy", ylabel="cross-entropy",
+                 accuracy_steps=val_steps, accuracy=val_accuracy, accuracy_label="held-out test accuracy")
 save(fig, args.out, "07_loss.png")
 
 section("4. where the class token looks")
 from matplotlib.figure import Figure  # noqa: E402
 
-shown = test_index[:8]
-attention = model.cls_attention(images[shown], layer=-1)           # (8, H, 4, 4) on the patch grid
-first_layer = model.cls_attention(images[shown], layer=0)          # (8, H, 4, 4)
+# one held-out example of each digit, so that the maps can be compared across classes
+shown = np.array([test_index[labels[test_index] == digit][0] for digit in range(10)
+                  if (labels[test_index] == digit).any()])
+last_layer = len(model.encoder.layers) - 1
+first = model.cls_attention(images[shown], layer=0)                # (N, H, 4, 4) on the patch grid
+heads = first.shape[1]
+maps = {0: first.mean(axis=1)}                                      # (N, 4, 4): mean of the heads
+if last_layer:
+    maps[last_layer] = model.cls_attention(images[shown], layer=last_layer).mean(axis=1)
 model.eval()
 predicted = model(images[shown]).argmax(axis=1)
 model.train()
-print(f"  class token -> patches, last layer, mean over {attention.shape[1]} heads: (images, rows, columns) "
-      f"{attention.mean(axis=1).shape}")
-fig = Figure(figsize=(2.0 * len(shown), 6.4), layout="constrained")
-axes = fig.subplots(3, len(shown), squeeze=False)
+print(f"  class token -> patches, mean over {heads} heads: (images, rows, columns) {maps[0].shape}, "
+      f"for layers {', '.join(map(str, maps))} (numbered from 0)")
+top = max(float(m.max()) for m in maps.values())                    # one colour scale for every panel
+fig = Figure(figsize=(1.4 * len(shown) + 0.9, 1.5 * (1 + len(maps)) + 0.7), layout="constrained")
+axes = fig.subplots(1 + len(maps), len(shown), squeeze=False)
+side = digits.images.shape[1]
 for column, index in enumerate(shown):
-    axes[0, column].imshow(digits.images[index], cmap="gray_r", interpolation="nearest")
-    axes[0, column].set_title(f"true {labels[index]}, says {predicted[column]}", fontsize=9)
-    for row, (maps, name) in enumerate(((first_layer, "layer 1"), (attention, "last layer")), start=1):
-        axes[row, column].imshow(maps[column].mean(axis=0), cmap="viridis", interpolation="nearest")
-        axes[row, column].set_title(f"{name}", fontsize=8)
-    for row in range(3):
+    digit = digits.images[index]                                    # (8, 8) ink in [0, 16]
+    axes[0, column].imshow(digit, cmap="gray_r", interpolation="nearest")  # dark ink on white, as 07_patches
+    axes[0, column].set_title(f"true {labels[index]}, says {predicted[column]}", fontsize=9,
+                              color="black" if labels[index] == predicted[column] else "red")
+    for row, layer_maps in enumerate(maps.values(), start=1):
+        # the 4 x 4 map stretched over the 8 x 8 pixels, the digit's ink drawn on top as an outline
+        image = axes[row, column].imshow(layer_maps[column], cmap="viridis", vmin=0.0, vmax=top,
+                                         extent=(-0.5, side - 0.5, side - 0.5, -0.5), interpolation="nearest")
+        axes[row, column].contour(digit, levels=[6.0], colors="white", linewidths=1.5)
+    for row in range(1 + len(maps)):
         axes[row, column].set_xticks([])
         axes[row, column].set_yticks([])
-axes[0, 0].set_ylabel("the digit")
-axes[1, 0].set_ylabel("class token's\nattention")
-axes[2, 0].set_ylabel("class token's\nattention")
-fig.suptitle("Where the class token looks: its attention over the 4x4 grid of patches (mean of the heads; "
-             "bright = much attention)")
+axes[0, 0].set_ylabel("the digit", fontsize=10)
+for row, layer in enumerate(maps, start=1):
+    axes[row, 0].set_ylabel(f"layer {layer}" + (" (last)" if layer == last_layer and layer else ""), fontsize=10)
+fig.colorbar(image, ax=axes[1:, -1], label="class token's attention\n(mean of the heads)", shrink=0.9)
+fig.suptitle("Where the class token looks when it decides: its attention over the 4x4 patches of held-out digits "
+             "(white: the digit's outline)")
 save(fig, args.out, "07_cls_attention.png")
 print(f"\n  total time {time.perf_counter() - started:.1f} s")
 done(args.out)

@@ -10,42 +10,100 @@ it and labelled 1 (positive) or 0 (negative), half of each. About half of them n
 and bad words: contrasts ("The plot is predictable, but the cast is superb." is positive: the clause after
 "but" decides) and negation ("The ending is not dull at all."). A fifth is held out for the test.
 
+The trained model is saved with its vocabulary (``sentiment.npz``, ``vocab.json`` in ``--out``), so that
+
+    python demos/08_sentiment.py --predict "A slow start, but the ending is wonderful."
+
+judges new sentences without training again.
+
 Options: ``--freeze N`` freezes the embeddings and the first N encoder layers (they keep their random initial
 values, so only the layers above learn: how much can the top do alone?). ``--imdb DIR`` trains on the IMDb
 Large Movie Review Dataset instead, from its unpacked folder (``DIR/train/pos/*.txt`` ...; reviews are cut to
-their first 128 words here).
+their first 128 words here). ``--predict TEXT [TEXT ...]`` uses the saved model.
 """
 import os
 
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # small matrices: one BLAS thread is fastest
 
+import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-from _common import Progress, done, save, section, setup  # noqa: E402
+from _common import Progress, done, fail, integer, output_path, save, section, setup  # noqa: E402
 
 from numpy_transformer.data.metrics import accuracy, precision_recall_f1  # noqa: E402
 from numpy_transformer.data.sentiment import load_sentiment_sentences, read_imdb_folder, train_test_split  # noqa: E402
+from numpy_transformer.io.checkpoint import load_checkpoint, load_config, save_checkpoint  # noqa: E402
 from numpy_transformer.models import TransformerClassifier  # noqa: E402
 from numpy_transformer.optim import AdamW, clip_grad_norm_, warmup_linear_decay  # noqa: E402
 from numpy_transformer.text import WordTokenizer  # noqa: E402
 from numpy_transformer.viz import attention_heatmap, loss_curve  # noqa: E402
 
 EXAMPLE = "The movie was fantastic but the ending was disappointing."
+CHECKPOINT, VOCABULARY = "sentiment.npz", "vocab.json"
+LABELS = ("negative", "positive")
 
 
 def add_options(parser):
     """This demo's own options, beside the shared --quick, --out and --seed."""
-    parser.add_argument("--freeze", type=int, default=None, metavar="N",
+    parser.add_argument("--freeze", type=integer(0), default=None, metavar="N",
                         help="freeze the embeddings and the first N encoder layers")
     parser.add_argument("--imdb", metavar="DIR", help="train on the IMDb folder DIR (aclImdb layout)")
-    parser.add_argument("--max-per-class", type=int, default=2000,
+    parser.add_argument("--max-per-class", type=integer(1), default=2000,
                         help="with --imdb: reviews of each class read per split (default 2000)")
+    parser.add_argument("--predict", nargs="+", metavar="TEXT",
+                        help="judge TEXT with the model saved in --out (train first), and exit")
+
+
+def build_model(config):
+    return TransformerClassifier(config["vocab_size"], 2, d_model=config["d_model"], nhead=config["nhead"],
+                                 num_layers=config["layers"], dim_feedforward=config["dim_feedforward"],
+                                 dropout=config["dropout"], max_len=config["max_len"], pooling="cls",
+                                 pad_id=config["pad_id"], rng=config["seed"])
+
+
+def positive_probability(model, ids):
+    """P(positive) of each row of ``ids`` (B, T): the softmax of the two class scores."""
+    model.eval()
+    logits = model(ids)                                             # (B, 2)
+    model.train()
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp[:, 1] / exp.sum(axis=1)                              # (B,)
+
+
+def predict_command(args):
+    """--predict TEXT ...: the saved model's verdict on each text, with the words it has never seen."""
+    texts = [t.strip() for t in args.predict]
+    if not all(texts):
+        fail('--predict: got an empty text; expected a sentence, e.g. --predict "A wonderful, moving film."')
+    path, vocab_path = os.path.join(args.out, CHECKPOINT), os.path.join(args.out, VOCABULARY)
+    if not (os.path.exists(path) and os.path.exists(vocab_path)):
+        out = "" if args.out == os.path.join("demos_output", "08_sentiment") else f" --out {args.out}"
+        print(f"No trained classifier in {os.path.abspath(args.out)} (expected {CHECKPOINT} and {VOCABULARY}).\n"
+              f"Train one first:\n\n    python demos/08_sentiment.py{out}")
+        raise SystemExit(1)
+    config = load_config(path)
+    model = build_model(config)
+    load_checkpoint(path, model)
+    with open(vocab_path, encoding="utf-8") as handle:
+        tokenizer = WordTokenizer(tokens=json.load(handle)["tokens"][4:], lowercase=True)
+    for text in texts:
+        words = tokenizer.split(text.lower())
+        ids, _ = tokenizer.batch_encode([text], max_len=config["max_len"], add_bos=True)  # (1, T) <bos> first
+        probability = float(positive_probability(model, ids)[0])
+        unknown = [w for w in words if w not in tokenizer.stoi]
+        print(f"  {LABELS[int(probability >= 0.5)]:8s} (P(positive) = {probability:.2f})  {text}")
+        if len(words) + 1 > config["max_len"]:
+            print(f"    note: only the first {config['max_len'] - 1} words were read (the model's max_len)")
+        if unknown:
+            print(f"    note: never seen in training, read as <unk>: {', '.join(unknown)}")
 
 
 args = setup("08_sentiment", "a Transformer classifier learns the sentiment of review sentences", add_options)
+if args.predict is not None:
+    predict_command(args)
+    raise SystemExit(0)
 rng = np.random.default_rng(args.seed)
 started = time.perf_counter()
 
@@ -65,7 +123,7 @@ else:
     print(f"  the project's {len(texts)} movie-review sentences (numpy_transformer.data.sentiment), "
           f"{int(labels.sum())} positive and {int(len(labels) - labels.sum())} negative: "
           f"{len(train_texts)} for training, {len(test_texts)} held out")
-for text, label in list(zip(train_texts, train_labels))[:4]:
+for text, label in list(zip(train_texts, train_labels, strict=True))[:4]:
     print(f"    {'positive' if label else 'negative'}: {text[:90]}")
 tokenizer = WordTokenizer(lowercase=True).build_vocab(train_texts, max_size=10000)
 train_ids, _ = tokenizer.batch_encode(train_texts, max_len=max_words + 1, add_bos=True)  # (N, T) <bos> first
@@ -75,10 +133,13 @@ print(f"  {tokenizer.vocab_size} tokens in the vocabulary (built from the traini
 
 section("2. the model")
 layers = 1 if args.quick else 2
-model = TransformerClassifier(tokenizer.vocab_size, 2, d_model=32 if args.quick else 64, nhead=4,
-                              num_layers=layers, dim_feedforward=64 if args.quick else 128, dropout=0.1,
-                              max_len=max_words + 1, pooling="cls", pad_id=tokenizer.pad_id, rng=args.seed)
+config = {"vocab_size": tokenizer.vocab_size, "d_model": 32 if args.quick else 64, "nhead": 4, "layers": layers,
+          "dim_feedforward": 64 if args.quick else 128, "dropout": 0.1, "max_len": max_words + 1,
+          "pad_id": tokenizer.pad_id, "seed": args.seed}
+model = build_model(config)
 print(f"  TransformerClassifier: {layers} encoder layers, 4 heads; {model.num_parameters():,} parameters")
+if args.freeze is not None and args.freeze > layers:
+    fail(f"--freeze: got {args.freeze}; this model has {layers} encoder layers, so expected at most {layers}")
 if args.freeze is not None:
     model.freeze_bottom(args.freeze)
     trainable = sum(p.data.size for p in model.parameters() if p.requires_grad)
@@ -141,12 +202,12 @@ print(f"  test accuracy: {test_accuracy:.3f}")
 print(f"  test precision {precision:.3f}, recall {recall:.3f} (positive class)")
 print(f"  test F1: {f1:.3f}")
 if not args.imdb:
-    for text, label, guess in list(zip(test_texts, test_labels, predictions))[:6]:
+    for text, label, guess in list(zip(test_texts, test_labels, predictions, strict=True))[:6]:
         print(f"    [{'ok ' if label == guess else 'MISS'}] {'positive' if guess else 'negative'}: {text}")
-window = min(steps_per_epoch, len(losses))
-fig = loss_curve(np.arange(window, len(losses) + 1), np.convolve(losses, np.ones(window) / window, "valid"),
-                 title="Sentiment classifier: training loss (mean over an epoch)", ylabel="cross-entropy",
-                 accuracy_steps=val_steps, accuracy=val_accuracy)
+fig = loss_curve(np.arange(1, len(losses) + 1), losses, smooth=min(steps_per_epoch, len(losses)),
+                 title="Sentiment classifier: training loss and held-out accuracy", ylabel="cross-entropy",
+                 accuracy_steps=val_steps, accuracy=val_accuracy, accuracy_label="held-out test accuracy",
+                 reference=[(np.log(2), "guessing: ln 2")])
 save(fig, args.out, "08_loss.png")
 
 section("5. attention on a sentence with a turn")
@@ -154,19 +215,26 @@ ids, _ = tokenizer.batch_encode([EXAMPLE], add_bos=True)            # (1, T)
 ids = ids[:, :max_words + 1]
 words = ["<bos>"] + tokenizer.split(EXAMPLE.lower())[:max_words]
 # label each position with the word itself, marking the words the vocabulary does not know
-tokens = [w if i != tokenizer.unk_id else f"{w} (<unk>)" for w, i in zip(words, ids[0])]
-model.eval()
-probability = np.exp(model(ids)[0] - model(ids)[0].max())
-probability = probability / probability.sum()
-model.train()
-print(f"  {EXAMPLE!r}: positive with probability {probability[1]:.2f}")
-unknown = [w for w, i in zip(words, ids[0]) if i == tokenizer.unk_id]
+tokens = [w if i != tokenizer.unk_id else f"{w} (<unk>)" for w, i in zip(words, ids[0], strict=True)]
+probability = positive_probability(model, ids)[0]
+print(f"  {EXAMPLE!r}: positive with probability {probability:.2f}")
+unknown = [w for w, i in zip(words, ids[0], strict=True) if i == tokenizer.unk_id]
 if unknown:
     print(f"  never seen in training, so read as <unk>: {', '.join(unknown)} (the model judges from the rest)")
 weights = model.attention_weights(ids, layer=0, head=0)[0]          # (T, T)
-fig = attention_heatmap(weights, tokens, title=f"Self-attention, layer 1, head 1 (of 4)\n\"{EXAMPLE}\"")
+fig = attention_heatmap(weights, tokens, title=f"Self-attention, layer 0, head 0 (of 4; numbered from 0)\n"
+                                               f"\"{EXAMPLE}\"")
 save(fig, args.out, "08_attention.png")
 top = np.argsort(-weights[0])[:3]
-print("  layer 1, head 1: <bos> attends most to " + ", ".join(f"'{tokens[j]}' ({weights[0, j]:.2f})" for j in top))
+print("  layer 0, head 0: <bos> attends most to " + ", ".join(f"'{tokens[j]}' ({weights[0, j]:.2f})" for j in top))
+
+section("6. saving the model")
+path = output_path(args.out, CHECKPOINT)
+save_checkpoint(path, model, config=config)
+with open(os.path.join(args.out, VOCABULARY), "w", encoding="utf-8") as handle:
+    json.dump({"lowercase": True, "tokens": tokenizer.itos}, handle, ensure_ascii=False, indent=0)
+out_option = "" if args.out == os.path.join("demos_output", "08_sentiment") else f" --out {args.out}"
+print(f"  {path} and {VOCABULARY}; try:")
+print(f"    python demos/08_sentiment.py{out_option} --predict \"A slow start, but the ending is wonderful.\"")
 print(f"\n  total time {time.perf_counter() - started:.1f} s")
 done(args.out)

@@ -14,7 +14,6 @@ Here we write a layer from scratch -- RMSNorm, the normalization of LLaMA-style 
 (forgetting that the normalizer depends on x too) and watch the check catch it.
 """
 import numpy as np
-
 from _common import done, save, section, setup
 
 from numpy_transformer.gradcheck import gradcheck_module
@@ -95,7 +94,8 @@ print(f"  passed: {broken_report.ok}  <- the gradient of x is wrong, the weight'
 try:
     broken_report.assert_ok()
 except AssertionError as error:
-    print(f"  report.assert_ok() raises AssertionError, as a test would: '{str(error).splitlines()[0]}'")
+    message = str(error).replace("\n", "\n    | ")
+    print(f"  report.assert_ok() raises AssertionError, as a test would, with the message:\n    | {message}")
 
 print(f"\nresult: correct layer max error {report.max_error:.2e} (ok: {report.ok}); "
       f"broken layer max error {broken_report.max_error:.2e} (ok: {broken_report.ok})")

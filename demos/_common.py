@@ -3,12 +3,18 @@
 Every demo takes the same options::
 
     --quick      a tiny run that finishes in seconds (the tests use it)
-    --out DIR    where the pictures go (default demos_output/<demo name>)
-    --seed N     the random seed (default 0)
+    --out DIR    where the pictures go (default demos_output/<demo name>); created when the first file is saved
+    --seed N     the random seed, an integer >= 0 (default 0)
+
+Numbers on the command line are checked here, once for every demo: an option declared with ``type=int`` or
+``type=float`` refuses a negative or non-finite value, and a demo that needs a narrower range declares it with
+:func:`integer` or :func:`real` (``--steps`` takes ``integer(1)``, so ``--steps 0`` is an error, not the
+default). A refused value ends the demo with argparse's usage message, naming the option and what it expected.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -23,25 +29,90 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")  # draw into files; no display needed
 
 
+def integer(low: int | None = None, high: int | None = None):
+    """An argparse ``type`` for an integer in ``[low, high]`` (either bound may be None): ``integer(1)``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"got {text!r}; expected {_range('an integer', low, high)}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"got {value}; expected {_range('an integer', low, high)}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def real(low: float | None = None, high: float | None = None, low_open: bool = False):
+    """An argparse ``type`` for a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    def parse(text: str) -> float:
+        what = _range("a finite number", low, high, low_open)
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"got {text!r}; expected {what}") from None
+        if (not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low))
+                or (high is not None and value > high)):
+            raise argparse.ArgumentTypeError(f"got {text}; expected {what}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _range(what: str, low, high, low_open: bool = False) -> str:
+    if low is not None and high is not None:
+        return f"{what} in {'(' if low_open else '['}{low}, {high}]"
+    if low is not None:
+        return f"{what} {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f"{what} <= {high}"
+    return what
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose plain ``type=int`` / ``type=float`` options refuse negative and non-finite values."""
+
+    def add_argument(self, *names, **options):
+        if options.get("type") is int:
+            options["type"] = integer(0)
+        elif options.get("type") is float:
+            options["type"] = real(0)
+        return super().add_argument(*names, **options)
+
+
 def setup(name: str, description: str, add_arguments=None) -> argparse.Namespace:
-    """Parse the shared options, create the output folder and print the demo's title.
+    """Parse the shared options and print the demo's title.
 
     ``add_arguments(parser)``, when given, adds the demo's own options (they then show in ``--help``).
-    Returns the parsed options: ``quick``, ``out``, ``seed`` and the demo's own.
+    Returns the parsed options: ``quick``, ``out``, ``seed`` and the demo's own. The folder ``out`` is not
+    created here, only when something is saved into it (:func:`save`, :func:`output_path`).
     """
-    parser = argparse.ArgumentParser(prog=f"{name}.py", description=description)
+    parser = _Parser(prog=f"{name}.py", description=description)
     parser.add_argument("--quick", action="store_true", help="a tiny run that finishes in seconds")
     parser.add_argument("--out", default=os.path.join("demos_output", name),
                         help="folder for the pictures (default: demos_output/%(prog)s without .py)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=integer(0), default=0, help="random seed, an integer >= 0 (default 0)")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
     title = f"{name}: {description}"
     print(title)
     print("=" * len(title))
     return args
+
+
+def fail(message: str) -> None:
+    """End the demo with ``message`` on standard error and exit status 1 (a usage problem, not a crash)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def output_path(out: str, filename: str) -> str:
+    """``out/filename``, creating the folder ``out`` first: for the files a demo writes besides pictures."""
+    os.makedirs(out, exist_ok=True)
+    return os.path.join(out, filename)
 
 
 def section(title: str) -> None:
@@ -58,10 +129,15 @@ def save(fig, out: str, filename: str) -> str:
     return path
 
 
+def plural(count: int, noun: str) -> str:
+    """``"1 picture"``, ``"2 pictures"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def done(out: str) -> None:
     """The last line of every demo: where the pictures are."""
-    pictures = sorted(f for f in os.listdir(out) if f.endswith(".png"))
-    print(f"\n{len(pictures)} pictures saved to {os.path.abspath(out)}")
+    pictures = sorted(f for f in os.listdir(out) if f.endswith(".png")) if os.path.isdir(out) else []
+    print(f"\n{plural(len(pictures), 'picture')} saved to {os.path.abspath(out)}")
 
 
 class Progress:

@@ -8,9 +8,11 @@
 from .metrics import accuracy, corpus_bleu, exact_match, precision_recall_f1, token_accuracy
 from .sentiment import load_sentiment_sentences, read_imdb_folder, train_test_split
 from .translation import (
+    describe_grammar,
     held_out_combinations,
     make_translation_pairs,
     make_translation_splits,
+    noun_adjective_pairs,
     random_pair,
     read_parallel_corpus,
     tokenize,
@@ -33,4 +35,6 @@ __all__ = [
     "read_parallel_corpus",
     "tokenize",
     "translate",
+    "describe_grammar",
+    "noun_adjective_pairs",
 ]

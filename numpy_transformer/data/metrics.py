@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def corpus_bleu(references: Sequence, hypotheses: Sequence, max_n: int = 4, smoo
     matches = [0] * (max_n + 1)
     totals = [0] * (max_n + 1)
     hyp_length = ref_length = 0
-    for index, (refs, hyp) in enumerate(zip(references, hypotheses)):
+    for index, (refs, hyp) in enumerate(zip(references, hypotheses, strict=True)):
         hyp = _tokens(hyp, f"hypotheses[{index}]")
         refs = _references(refs, index)
         hyp_length += len(hyp)
@@ -161,5 +161,6 @@ def exact_match(predictions: Sequence, targets: Sequence) -> float:
         raise ValueError(f"predictions: got {len(predictions)}; expected {len(targets)} (one per target)")
     if len(targets) == 0:
         return 0.0
-    same = sum(list(p) == list(t) if not isinstance(p, str) else p == t for p, t in zip(predictions, targets))
+    same = sum(list(p) == list(t) if not isinstance(p, str) else p == t
+               for p, t in zip(predictions, targets, strict=True))
     return same / len(targets)

@@ -20,6 +20,8 @@ Every noun begins with a consonant, so French elision ("l'", "cet") never arises
 Public API:
 
 - :func:`translate` -- the French of any English sentence of the grammar (e.g. "the small dog sleeps").
+- :func:`describe_grammar` -- every word and sentence shape of the grammar, as text.
+- :func:`noun_adjective_pairs` -- the (noun, adjective) combinations a sentence uses.
 - :func:`random_pair` -- one random (English, French) pair.
 - :func:`make_translation_pairs` -- ``n`` distinct pairs, deterministic given the seed.
 - :func:`make_translation_splits` -- a training set and a test set whose (noun, adjective) combinations
@@ -32,7 +34,9 @@ from __future__ import annotations
 
 import os
 import re
+import textwrap
 from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = [
@@ -40,6 +44,8 @@ __all__ = [
     "ADJECTIVES",
     "VERBS",
     "translate",
+    "describe_grammar",
+    "noun_adjective_pairs",
     "random_pair",
     "make_translation_pairs",
     "make_translation_splits",
@@ -244,6 +250,42 @@ def _parse(sentence: str) -> _Sentence:
     return parsed
 
 
+def noun_adjective_pairs(sentence: str) -> set[tuple[str, str]]:
+    """The (noun, adjective) combinations of an English sentence of the grammar ("the red car" gives
+    ``("car", "red")``, and so does "the car is red"); raises ``ValueError`` as :func:`translate` does."""
+    return _parse(sentence).combinations()
+
+
+def describe_grammar() -> str:
+    """Every word the grammar knows and every sentence shape it makes, as plain text (what the translator
+    demo's ``--vocab`` prints)."""
+    animate = [n for n, forms in NOUNS.items() if forms[4]]
+    before = [a for a, forms in ADJECTIVES.items() if forms[4]]
+    after = [a for a, forms in ADJECTIVES.items() if not forms[4]]
+    animate_only = [a for a, forms in ADJECTIVES.items() if forms[5]]
+    intransitive = [f"{v} ({forms[0]})" for v, forms in VERBS.items() if not forms[3]]
+    transitive = [f"{v} ({forms[0]})" for v, forms in VERBS.items() if forms[3]]
+    singular = [_DETERMINER_WORD.get(d, d) for d, forms in DETERMINERS.items() if forms[0] == "sg"]
+    plural = [_DETERMINER_WORD.get(d, d) for d, forms in DETERMINERS.items() if forms[0] == "pl"]
+    lines = [
+        "Sentence shapes (a noun phrase is: determiner, an optional adjective, noun; only an animate noun can be "
+        "the subject of a verb):",
+        "  noun-phrase is/are adjective          the red car is fast -> la voiture rouge est rapide",
+        "  noun-phrase verb                      the small cats sleep -> les petits chats dorment",
+        "  noun-phrase verb noun-phrase          a cat sees the big house -> un chat voit la grande maison",
+        f"Determiners: {', '.join(singular)} (singular); {', '.join(plural)} (plural)",
+        f"Nouns (plural in brackets): {', '.join(f'{n} ({forms[0]})' for n, forms in NOUNS.items())}",
+        f"  animate: {', '.join(animate)}",
+        f"Adjectives: {', '.join(ADJECTIVES)}",
+        f"  before the noun in French: {', '.join(before)}; after it: {', '.join(after)}",
+        f"  only with an animate noun: {', '.join(animate_only)}",
+        f"Verbs (plural in brackets): {', '.join(intransitive)}; with an object: {', '.join(transitive)}",
+        "Capitals do not matter; punctuation is not part of the grammar.",
+    ]
+    return "\n".join(textwrap.fill(line, width=110, subsequent_indent="    ", break_on_hyphens=False)
+                     for line in lines)
+
+
 def translate(sentence: str) -> str:
     """The French translation of an English sentence of the grammar.
 
@@ -396,7 +438,9 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
 def read_parallel_corpus(path, max_pairs: int | None = None, lowercase: bool = True) -> list[tuple[str, str]]:
     """Read ``English<TAB>French[<TAB>attribution]`` lines (the Tatoeba / manythings.org Anki format).
 
-    Blank lines are skipped; any columns after the second (attribution) are ignored.
+    Blank lines are skipped; any columns after the second (attribution) are ignored. A line with no tab, with
+    an empty English or French side (``"hello<TAB>"``), or that is not UTF-8 text is refused: the error names
+    the file and the line, so that it can be mended; a corpus is not silently shortened.
 
     Inputs:
         path: the text file (UTF-8)
@@ -406,25 +450,35 @@ def read_parallel_corpus(path, max_pairs: int | None = None, lowercase: bool = T
     Returns:
         a list of (English, French) strings, stripped of surrounding spaces
 
-    Raises ``ValueError`` naming the file and line number of a line that has no tab.
+    Raises ``ValueError`` naming the file and line number of a bad line, and ``FileNotFoundError`` (an
+    ``OSError``) naming a file that cannot be opened.
     """
     if max_pairs is not None and (isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 0):
         raise ValueError(f"max_pairs: got {max_pairs!r}; expected None or a non-negative integer")
+    name = os.fspath(path)
     pairs = []
-    with open(os.fspath(path), encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(name, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
             if max_pairs is not None and len(pairs) >= max_pairs:
                 break
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{name}, line {number}: byte 0x{raw[error.start]:02x} at column {error.start + 1} "
+                                 "is not UTF-8 text; expected a UTF-8 file (re-save it as UTF-8)") from None
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
             fields = line.split("\t")
             if len(fields) < 2:
-                raise ValueError(f"{os.fspath(path)}, line {number}: got {line[:60]!r} with no tab; expected "
+                raise ValueError(f"{name}, line {number}: got {line[:60]!r} with no tab; expected "
                                  "'English<TAB>French[<TAB>attribution]'")
             english, french = fields[0].strip(), fields[1].strip()
+            if not english or not french:
+                side = "English" if not english else "French"
+                raise ValueError(f"{name}, line {number}: got {line[:60]!r} whose {side} side is empty; expected "
+                                 "text on both sides of the tab")
             if lowercase:
                 english, french = english.lower(), french.lower()
             pairs.append((english, french))
     return pairs
-

@@ -26,7 +26,7 @@ def test_train_test_split_is_seeded_disjoint_and_stratified():
     again = train_test_split(texts, labels, test_fraction=0.2, seed=7)
     assert again[1][0] == test_x
     assert train_test_split(texts, labels, seed=8)[1][0] != test_x
-    for text, label in zip(test_x, test_y):  # labels travel with their texts
+    for text, label in zip(test_x, test_y, strict=True):  # labels travel with their texts
         assert labels[texts.index(text)] == label
     with pytest.raises(ValueError, match="labels"):
         train_test_split(texts, labels[:-1])

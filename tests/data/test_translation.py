@@ -1,12 +1,18 @@
 """The English -> French grammar, the held-out split, the corpus reader and the tokenizer."""
+import re
+from pathlib import Path
+
 import pytest
 
 from numpy_transformer.data.translation import (
     ADJECTIVES,
     NOUNS,
+    VERBS,
+    describe_grammar,
     held_out_combinations,
     make_translation_pairs,
     make_translation_splits,
+    noun_adjective_pairs,
     random_pair,
     read_parallel_corpus,
     tokenize,
@@ -90,3 +96,51 @@ def test_read_parallel_corpus_names_file_and_line(tmp_path):
     path.write_text("Go.\tVa !\n\nno tab here\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.txt, line 3"):
         read_parallel_corpus(path)
+
+
+def test_read_parallel_corpus_refuses_bytes_that_are_not_utf8(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"Go.\tVa !\n" + "Caf\u00e9.\tCaf\u00e9.\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.txt, line 2: byte 0xe9 at column 4 is not UTF-8"):
+        read_parallel_corpus(path)
+
+
+@pytest.mark.parametrize("line, side", [("hello\t", "French"), ("\tbonjour", "English"), ("  \t  \tCC-BY", "English")])
+def test_read_parallel_corpus_refuses_a_pair_with_an_empty_side(tmp_path, line, side):
+    path = tmp_path / "pairs.txt"
+    path.write_text(f"Go.\tVa !\n{line}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"pairs\.txt, line 2: .* whose {side} side is empty"):
+        read_parallel_corpus(path)
+
+
+def test_read_parallel_corpus_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.txt"):
+        read_parallel_corpus(tmp_path / "nothing.txt")
+
+
+def test_noun_adjective_pairs_and_describe_grammar():
+    assert noun_adjective_pairs("the red car is fast") == {("car", "red"), ("car", "fast")}
+    assert noun_adjective_pairs("two small cats see a white horse") == {("cat", "small"), ("horse", "white")}
+    with pytest.raises(ValueError, match="newspaper"):
+        noun_adjective_pairs("the dog reads a newspaper")
+    text = describe_grammar()
+    for word in [*NOUNS, *ADJECTIVES, *VERBS, "these", "two"]:
+        assert re.search(rf"\b{word}\b", text), word
+    for english in ("the red car is fast", "the small cats sleep", "a cat sees the big house"):
+        assert english in text and translate(english) in text  # each shape with its translation
+
+
+def test_readme_lists_exactly_the_words_of_the_grammar():
+    """README.md's "What the translator knows" list is the grammar's lexicon, word for word."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+    def listed(label):
+        match = re.search(rf"^- {label}: (.*?)(?=^- |^\n)", readme, flags=re.MULTILINE | re.DOTALL)
+        assert match, f"README.md has no '- {label}:' line"
+        return set(re.findall(r"[a-z]+", re.sub(r"\([^)]*\)", "", match.group(1)))) - {"and", "describe",
+                                                                                           "animate", "nouns", "only"}
+
+    assert listed("nouns") == set(NOUNS)
+    assert listed("adjectives") == set(ADJECTIVES)
+    assert listed("verbs") == set(VERBS)
+    assert listed("determiners") == {"the", "a", "this", "these", "two"}

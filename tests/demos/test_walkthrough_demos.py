@@ -18,7 +18,7 @@ def run_demo(name, out):
     result = subprocess.run([sys.executable, str(DEMOS / f"{name}.py"), "--quick", "--out", str(out), "--seed", "0"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
-    assert f"pictures saved to {os.path.abspath(out)}" in result.stdout
+    assert re.search(rf"\d+ pictures? saved to {re.escape(os.path.abspath(out))}", result.stdout)
     return result.stdout
 
 
@@ -69,14 +69,28 @@ def test_05_attention(tmp_path):
     assert_pictures(tmp_path, ["attention_weights.png", "attention_causal.png", "attention_padding.png",
                                "attention_heads.png", "head_view.png"])
     line = result_line(stdout)
-    assert "'it' attends most to 'cat': True" in line
+    assert "'it' attends most to 'cat': True" in line and "head 0 looks at the word before: True" in line
     assert "weight on future words 0.0;" in line and line.endswith("weight on padding 0.0")
+    assert "the <pad> positions are queries too" in stdout
+
+
+def test_06b_feedforward_layernorm(tmp_path):
+    stdout = run_demo("06b_feedforward_layernorm", tmp_path)
+    assert_pictures(tmp_path, ["06b_feedforward_hidden.png", "06b_layernorm.png", "06b_norm_first_gradients.png"])
+    match = re.search(r"per-position True; residual cosine ([+-][\d.]+) vs ([+-][\d.]+); layer norm std "
+                      r"([\d.]+)-([\d.]+); loss after \d+ steps post-norm ([\d.]+), pre-norm ([\d.]+)",
+                      result_line(stdout))
+    kept, alone, low, high, post, pre = map(float, match.groups())
+    assert kept > 0.8 > abs(alone)                  # the residual keeps the word's direction
+    assert abs(low - 1) < 1e-3 and abs(high - 1) < 1e-3  # every token normalized to unit spread
+    assert 0.0 <= pre and 0.0 <= post
 
 
 def test_09_gradcheck(tmp_path):
     stdout = run_demo("09_gradcheck", tmp_path)
     assert_pictures(tmp_path, ["gradcheck_errors.png"])
     assert "WRONG" in stdout  # the broken backward is reported
+    assert "    | gradient check failed:\n    | gradient  worst relative error" in stdout  # the whole message
     match = re.search(r"correct layer max error ([\d.e+-]+) \(ok: True\); broken layer max error ([\d.e+-]+) "
                       r"\(ok: False\)", result_line(stdout))
     assert match and float(match.group(1)) < 1e-6 < float(match.group(2))
