@@ -897,7 +897,8 @@ def row_bert(rng, dtype, z):
     upstream gradient, every parameter gradient (query/key/value stacked as our in_proj)."""
     import copy
 
-    from numpy_transformer.models.bert import BertModel, hf_to_ours_names
+    from numpy_transformer.io.huggingface import find_architecture
+    from numpy_transformer.models.bert import BertModel
 
     folder, batch, reference = _bert_fixtures()
     theirs = (copy.deepcopy(reference).double() if np.dtype(dtype) == np.float64 else reference).eval()
@@ -911,7 +912,7 @@ def row_bert(rng, dtype, z):
     thidden.backward(tt(dhidden))
     named = dict(ours.named_parameters())
     pairs = [("last_hidden_state", hidden, thidden)]
-    for our_name, their_names in hf_to_ours_names(ours.config).items():
+    for our_name, their_names in ((t.ours, t.theirs) for t in find_architecture(ours)[1].tensors(ours)):
         grads = [theirs.get_parameter(name).grad for name in their_names]
         pairs.append(("d" + our_name, named[our_name].grad, torch.cat(grads) if len(grads) > 1 else grads[0]))
     theirs.zero_grad()

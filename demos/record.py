@@ -113,6 +113,7 @@ JOBS = [
     _demo("07_vit_digits"),
     _demo("08_sentiment"),
     _demo("09_gradcheck"),
+    _demo("10_gpt"),
     _demo("rope"),
     _demo("translate", pictures={"docs/images/translate_cross_attention.png":
                                  "demos_output/translate/translate_cross_attention_layer1.png"}),

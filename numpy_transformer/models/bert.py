@@ -1,51 +1,33 @@
-r"""BERT (Devlin et al., 2019) as the library's own layers, loadable from a Hugging Face checkpoint.
+r"""BERT (Devlin et al., 2019) as the library's own layers, loadable from a Hugging Face folder.
 
 BERT is an encoder-only Transformer. A batch of token ids becomes vectors by adding three learned tables,
 then goes through $N$ post-norm encoder layers:
 
-    x = LayerNorm(word[ids] + position[0..T-1] + token_type[type_ids])      (B, T) -> (B, T, D)
-    x = dropout(x)
-    for each layer:                                                          (B, T, D) -> (B, T, D)
-        x = norm1(x + dropout1(self_attn(x, x, x, key_padding_mask)))
-        x = norm2(x + dropout2(linear2(gelu(linear1(x)))))
-    last_hidden_state = x
+$$
+\begin{aligned}
+x &= \mathrm{dropout}(\mathrm{LayerNorm}(W_{\text{word}}[\text{ids}] + W_{\text{pos}}[0..T-1]
+      + W_{\text{type}}[\text{type ids}])) && (B, T) \to (B, T, D) \\
+x &= \mathrm{norm}_1(x + \mathrm{dropout}_1(\mathrm{SelfAttention}(x, \text{key padding mask})))
+      && \text{per layer} \\
+x &= \mathrm{norm}_2(x + \mathrm{dropout}_2(\mathrm{linear}_2(\mathrm{gelu}(\mathrm{linear}_1(x))))) &&
+\end{aligned}
+$$
 
 A BERT layer IS ``torch.nn.TransformerEncoderLayer`` with ``activation="gelu"`` (exact, erf),
 ``norm_first=False`` and ``layer_norm_eps=1e-12``; only the names of the weights differ. So
-:class:`BertModel` builds its encoder from :class:`~numpy_transformer.nn.TransformerEncoderLayer` and
-:meth:`BertModel.from_pretrained` renames the Hugging Face tensors on loading:
+:class:`BertModel` builds its encoder from :class:`~numpy_transformer.nn.TransformerEncoderLayer`, and
+:mod:`numpy_transformer.io.huggingface` (the one place that reads Hugging Face folders) maps the tensor
+names on loading (the query, key and value weights stack into ``in_proj_weight``). One difference in
+training mode only: torch's encoder layer has a dropout after the activation that BERT lacks;
+:class:`BertModel` sets its probability to 0, so both drop the same places.
 
-==============================================  =============================================
-Hugging Face (``bert.`` prefix optional)         ours
-==============================================  =============================================
-``embeddings.word_embeddings.weight`` ...       ``embeddings.word_embeddings.weight`` ...
-``encoder.layer.i.attention.self.query``        ``encoder.layers.i.self_attn.in_proj_weight``
-``... .key``, ``... .value`` (weight, bias)     (rows [q; k; v], likewise ``in_proj_bias``)
-``encoder.layer.i.attention.output.dense``      ``encoder.layers.i.self_attn.out_proj``
-``encoder.layer.i.attention.output.LayerNorm``  ``encoder.layers.i.norm1``
-``encoder.layer.i.intermediate.dense``          ``encoder.layers.i.linear1``
-``encoder.layer.i.output.dense``                ``encoder.layers.i.linear2``
-``encoder.layer.i.output.LayerNorm``            ``encoder.layers.i.norm2``
-==============================================  =============================================
-
-(``pooler.*`` is not used: the sentence embedding is the mean of the token vectors, and the classifier
-has its own head.) One difference in training mode only: torch's encoder layer has a dropout after the
-activation that BERT lacks; :class:`BertModel` sets its probability to 0, so both drop the same places.
+:class:`EncoderModel` is what BERT shares with DistilBERT (:mod:`numpy_transformer.models.distilbert`): the
+layer loop with the padding mask, the record of every layer (``output_hidden_states`` /
+``output_attentions``, :mod:`numpy_transformer.models.outputs`) and a backward that stops at the lowest
+layer that still learns.
 
 Sentence embeddings (sentence-transformers' ``all-MiniLM-L6-v2``) are the mean of the token vectors over the
-real (non-padding) tokens, scaled to unit length:
-
-$$
-m_b = \frac{\sum_t a_{bt} h_{bt}}{\max(\sum_t a_{bt}, 10^{-9})}, \qquad
-e_b = \frac{m_b}{\max(\lVert m_b \rVert_2, 10^{-12})}
-$$
-
-Backward of the two, with upstream gradient $g$:
-
-- mean pooling is linear in $h$: $dh_{bt} = a_{bt}\, g_b / \sum_t a_{bt}$ (padding positions get zero);
-- normalization: with $n = \lVert m \rVert_2$ above the floor, $\partial e / \partial m = (I - e e^\top) / n$, so
-  $dm = (g - e\, (e \cdot g)) / n$ (the part of $g$ along $e$ only changes the length, which is divided
-  out); below the floor the map is $m / \epsilon$, linear, and $dm = g / \epsilon$.
+real tokens, scaled to unit length: :mod:`numpy_transformer.functional.pooling`.
 
 Backward through BERT is the forward read upwards: the encoder layers in reverse, then the embeddings,
 whose LayerNorm gradient is scatter-added into the rows of the three tables that were read. Frozen parts
@@ -56,35 +38,22 @@ Shapes: B batch, T positions, D hidden size, H heads, F intermediate size, V voc
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from ..backend import get_array_module, seeded_generator, to_numpy
-from ..checks import (
-    check_choice,
-    check_float,
-    check_integer,
-    check_ndim,
-    check_probability,
-    check_upstream,
-    upstream_spec,
-)
-from ..io.safetensors import load_safetensors, safetensors_header
+from ..checks import check_choice, check_integer, check_ndim, check_probability
+from ..functional.pooling import l2_normalize_forward, mean_pooling_backward, mean_pooling_forward
 from ..nn.layers import Dropout, Embedding, LayerNorm, Linear
 from ..nn.module import Module
 from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
+from .outputs import ModelOutput, run_layers
 
 __all__ = [
-    "BertConfig", "BertEmbeddings", "BertModel", "BertClassifier",
-    "mean_pooling_forward", "mean_pooling_backward", "l2_normalize_forward", "l2_normalize_backward",
-    "sentence_embeddings", "encode_sentences", "hf_to_ours_names",
+    "BertConfig", "BertEmbeddings", "EncoderModel", "BertModel", "BertClassifier", "EncoderClassifier",
+    "sentence_embeddings", "encode_sentences",
 ]
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -128,7 +97,7 @@ class BertConfig:
                              f"[0, {self.vocab_size})")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "BertConfig":
+    def from_dict(cls, values: dict) -> BertConfig:
         """Take the known fields of a ``config.json`` dict; ignore the rest (``architectures``, ...)."""
         known = {f.name for f in fields(cls)}
         position_kind = values.get("position_embedding_type", "absolute")
@@ -136,82 +105,8 @@ class BertConfig:
             raise ValueError(f"position_embedding_type: got {position_kind!r}; expected 'absolute'")
         return cls(**{k: v for k, v in values.items() if k in known})
 
-    @classmethod
-    def from_json_file(cls, path) -> "BertConfig":
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"config: the file {path} does not exist; expected a BERT config.json")
-        with open(path, encoding="utf-8") as handle:
-            try:
-                values = json.load(handle)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"config: {path} is not valid JSON ({error})") from None
-        return cls.from_dict(values)
-
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ---------------------------------------------------------------------------------------------- pooling
-
-def mean_pooling_forward(hidden, attention_mask):
-    """Average the token vectors of each sequence over its real tokens (sentence-transformers' mean pooling).
-
-    Inputs:
-        hidden: (B, T, D) float token vectors
-        attention_mask: (B, T) 1 = real token, 0 = padding (int, bool or float)
-
-    Returns:
-        out: (B, D)
-        cache: ``weights`` (B, T, 1) = mask / count, the factor each token vector was multiplied by, and
-            ``out_spec`` (the shape and dtype of out)
-    """
-    check_float("hidden", hidden)
-    check_ndim("hidden", hidden, 3, "(B, T, D)")
-    if tuple(attention_mask.shape) != tuple(hidden.shape[:2]):
-        raise ValueError(f"attention_mask: got shape {tuple(attention_mask.shape)}; expected "
-                         f"{tuple(hidden.shape[:2])} (B, T of hidden)")
-    mask = attention_mask.astype(hidden.dtype)[..., None]       # (B, T) -> (B, T, 1)
-    count = mask.sum(axis=1, keepdims=True)                      # (B, 1, 1)
-    count = count.clip(1e-9, None)                               # an all-padding row gives 0, not nan
-    weights = mask / count                                       # (B, T, 1)
-    out = (hidden * weights).sum(axis=1)                         # (B, T, D) -> (B, D)
-    return out, {"weights": weights, "out_spec": upstream_spec(out)}
-
-
-def mean_pooling_backward(dout, cache):
-    """dout (B, D) -> dhidden (B, T, D); padding positions get zero."""
-    check_upstream("dout", dout, cache["out_spec"])
-    # forward: out = sum_t hidden[:, t] * weights[:, t]
-    return dout[:, None, :] * cache["weights"]                   # (B, D) -> (B, T, D)
-
-
-def l2_normalize_forward(x, eps: float = 1e-12):
-    """Scale each row to unit length: ``y = x / max(||x||, eps)`` (torch's ``F.normalize(x, dim=-1)``).
-
-    Inputs:
-        x: (..., D) float
-
-    Returns:
-        y: (..., D)
-        cache: ``y``, ``denom`` (..., 1) = max(||x||, eps) and ``above`` (..., 1) bool ||x|| > eps
-    """
-    check_float("x", x)
-    xp = get_array_module(x)
-    norm = xp.sqrt((x * x).sum(axis=-1, keepdims=True))          # (..., 1)
-    above = norm > eps
-    denom = xp.maximum(norm, eps).astype(x.dtype, copy=False)    # (..., 1)
-    y = x / denom
-    return y, {"y": y, "denom": denom, "above": above}
-
-
-def l2_normalize_backward(dout, cache):
-    """dout (..., D) -> dx (..., D): ``(g - y (y . g)) / n`` where the norm was above eps, else ``g / eps``."""
-    y, denom, above = cache["y"], cache["denom"], cache["above"]
-    check_upstream("dout", dout, upstream_spec(y))
-    # forward: y = x / max(||x||, eps); the norm's own gradient only where ||x|| > eps
-    along = (dout * y).sum(axis=-1, keepdims=True) * above       # (..., 1)
-    return (dout - y * along) / denom
 
 
 # ---------------------------------------------------------------------------------------------- modules
@@ -224,6 +119,11 @@ def _check_ids(name: str, ids, batch_shape=None):
     if batch_shape is not None and tuple(ids.shape) != tuple(batch_shape):
         raise ValueError(f"{name}: got shape {tuple(ids.shape)}; expected {tuple(batch_shape)} (the shape of "
                          "input_ids)")
+
+
+def _check_layer_index(layer, count: int) -> None:
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < count:
+        raise ValueError(f"layer: got {layer!r}; expected an int in [0, {count})")
 
 
 class BertEmbeddings(Module):
@@ -281,32 +181,92 @@ def _learns(module: Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
-def hf_to_ours_names(config: BertConfig) -> "dict[str, tuple[str, ...]]":
-    """Our ``state_dict`` key -> the Hugging Face tensor name(s) it is made of (without a ``bert.`` prefix).
+class EncoderModel(Module):
+    """Embeddings, then post-norm encoder layers with a key padding mask: what BERT and DistilBERT share.
 
-    ``in_proj_weight`` / ``in_proj_bias`` are three names (query, key, value) stacked along axis 0.
+    A subclass builds ``self.embeddings`` (a module whose ``forward(input_ids, *inputs)`` gives (B, T, D)
+    and whose ``backward`` scatters into its tables), ``self.encoder`` (a
+    :class:`~numpy_transformer.nn.TransformerEncoder` without a final norm) and ``self.config``, and says
+    whether its embeddings read token types (``takes_token_types``).
     """
-    names = {}
-    for table in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-        names[f"embeddings.{table}.weight"] = (f"embeddings.{table}.weight",)
-    for kind in ("weight", "bias"):
-        names[f"embeddings.LayerNorm.{kind}"] = (f"embeddings.LayerNorm.{kind}",)
-    for i in range(config.num_hidden_layers):
-        ours, theirs = f"encoder.layers.{i}", f"encoder.layer.{i}"
-        for kind, our_kind in (("weight", "in_proj_weight"), ("bias", "in_proj_bias")):
-            names[f"{ours}.self_attn.{our_kind}"] = tuple(
-                f"{theirs}.attention.self.{part}.{kind}" for part in ("query", "key", "value"))
-        for our_part, their_part in (("self_attn.out_proj", "attention.output.dense"),
-                                     ("norm1", "attention.output.LayerNorm"),
-                                     ("linear1", "intermediate.dense"),
-                                     ("linear2", "output.dense"),
-                                     ("norm2", "output.LayerNorm")):
-            for kind in ("weight", "bias"):
-                names[f"{ours}.{our_part}.{kind}"] = (f"{theirs}.{their_part}.{kind}",)
-    return names
+
+    takes_token_types = True
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.encoder.layers)
+
+    @staticmethod
+    def _padding_mask(attention_mask, input_ids):
+        """attention_mask (B, T), 1 = token -> key_padding_mask (B, T) bool, True = padding (or None)."""
+        if attention_mask is None:
+            return None
+        if tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(f"attention_mask: got shape {tuple(attention_mask.shape)}; expected "
+                             f"{tuple(input_ids.shape)} (the shape of input_ids)")
+        return attention_mask == 0                               # (B, T) bool
+
+    def _encode(self, input_ids, attention_mask, embedding_inputs, output_hidden_states, output_attentions):
+        """The forward pass of every encoder model: embeddings, then the layers; see :meth:`BertModel.forward`."""
+        _check_ids("input_ids", input_ids)
+        padding = self._padding_mask(attention_mask, input_ids)
+        x = self.embeddings(input_ids, *embedding_inputs)        # (B, T) -> (B, T, D)
+        # the layer loop is written here (not TransformerEncoder.forward) so that backward can stop early
+        x, hidden, attentions, _ = run_layers(self.encoder.layers, x, output_hidden_states, output_attentions,
+                                              src_key_padding_mask=padding)  # (B, T, D)
+        self._cache = True
+        if output_hidden_states or output_attentions:
+            return ModelOutput(x, None if hidden is None else tuple(hidden),
+                               None if attentions is None else tuple(attentions))
+        return x
+
+    def backward(self, dhidden):
+        """dhidden (B, T, D) -> None; adds into the ``.grad`` of every parameter that learns.
+
+        Layers below the lowest one that learns (and the embeddings, when frozen) are not visited at all.
+        """
+        self._cached()
+        layers = list(self.encoder.layers)
+        learning = [i for i, layer in enumerate(layers) if _learns(layer)]
+        embeddings_learn = _learns(self.embeddings)
+        lowest = 0 if embeddings_learn else (learning[0] if learning else len(layers))
+        dx = dhidden
+        for index in range(len(layers) - 1, lowest - 1, -1):
+            # forward: x = layer(x, src_key_padding_mask=padding)
+            dx = layers[index].backward(dx)                      # (B, T, D)
+        if embeddings_learn:
+            # forward: x = self.embeddings(input_ids, ...)
+            self.embeddings.backward(dx)
+        return None
+
+    def _inspect(self, layer: int, *inputs):
+        """Attention (B, H, T, T) of encoder layer ``layer`` (0-based), run in eval mode."""
+        _check_layer_index(layer, self.num_layers)
+        was_training = self.training
+        self.eval()
+        try:
+            return self.forward(*inputs, output_attentions=True).attentions[layer]
+        finally:
+            self.train(was_training)
+
+    def hf_state_dict(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """This model's weights under Hugging Face's names (see :func:`numpy_transformer.io.to_hf_state_dict`)."""
+        from ..io.huggingface import to_hf_state_dict
+
+        return to_hf_state_dict(self, prefix=prefix)
+
+    @classmethod
+    def from_pretrained(cls, folder, dtype=np.float32):
+        """This model from a local Hugging Face folder (``config.json``, ``model.safetensors``), in eval mode.
+
+        Nothing is downloaded; see :mod:`numpy_transformer.io.huggingface` for what is checked.
+        """
+        from ..io.huggingface import load_pretrained
+
+        return load_pretrained(folder, dtype=dtype, model_class=cls)
 
 
-class BertModel(Module):
+class BertModel(EncoderModel):
     """The BERT encoder: :class:`BertEmbeddings` and a :class:`~numpy_transformer.nn.TransformerEncoder`.
 
     Inputs:
@@ -333,195 +293,76 @@ class BertModel(Module):
         layer.self_attn.dropout = float(config.attention_probs_dropout_prob)
         layer.dropout.p = 0.0                                    # BERT has no dropout after the GELU
         self.encoder = TransformerEncoder(layer, config.num_hidden_layers, rng=generator)
-        self._init_weights(generator)
+        _init_weights(self, config.initializer_range, generator, config.pad_token_id)
         self._cache = None
 
-    def _init_weights(self, generator) -> None:
-        """BERT's initialization: weights N(0, initializer_range), biases 0, LayerNorm 1 and 0, pad row 0."""
-        std = self.config.initializer_range
-        for name, param in self.named_parameters():
-            if name.endswith("bias"):
-                param.data[...] = 0
-            elif ".LayerNorm." not in name and ".norm" not in name:
-                param.data[...] = (std * generator.standard_normal(param.shape)).astype(param.dtype)
-        if self.config.pad_token_id is not None:
-            self.embeddings.word_embeddings.weight.data[self.config.pad_token_id] = 0
-
-    # ------------------------------------------------------------------ forward / backward
-
-    @staticmethod
-    def _padding_mask(attention_mask, input_ids):
-        """attention_mask (B, T), 1 = token -> key_padding_mask (B, T) bool, True = padding (or None)."""
-        if attention_mask is None:
-            return None
-        if tuple(attention_mask.shape) != tuple(input_ids.shape):
-            raise ValueError(f"attention_mask: got shape {tuple(attention_mask.shape)}; expected "
-                             f"{tuple(input_ids.shape)} (the shape of input_ids)")
-        return attention_mask == 0                               # (B, T) bool
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states: bool = False,
+                output_attentions: bool = False):
         """Token vectors of the last layer.
 
         Inputs:
             input_ids: (B, T) int token ids
             attention_mask: (B, T) 1 = real token, 0 = padding; None = no padding
             token_type_ids: (B, T) int segment ids; None = all 0
+            output_hidden_states, output_attentions: also return the embeddings' output and every layer's
+                output (L + 1 arrays (B, T, D)) / attention probabilities (L arrays (B, H, T, T))
 
         Returns:
-            last_hidden_state: (B, T, D)
+            last_hidden_state: (B, T, D), or a :class:`~numpy_transformer.models.outputs.ModelOutput` holding it
+            as ``output`` when either flag is set
         """
-        _check_ids("input_ids", input_ids)
-        padding = self._padding_mask(attention_mask, input_ids)
-        x = self.embeddings(input_ids, token_type_ids)           # (B, T) -> (B, T, D)
-        # the layer loop is written here (not TransformerEncoder.forward) so that backward can stop early
-        for layer in self.encoder.layers:
-            x = layer(x, src_key_padding_mask=padding)           # (B, T, D)
-        self._cache = True
-        return x
-
-    def backward(self, dhidden):
-        """dhidden (B, T, D) -> None; adds into the ``.grad`` of every parameter that learns.
-
-        Layers below the lowest one that learns (and the embeddings, when frozen) are not visited at all.
-        """
-        self._cached()
-        layers = list(self.encoder.layers)
-        learning = [i for i, layer in enumerate(layers) if _learns(layer)]
-        embeddings_learn = _learns(self.embeddings)
-        lowest = 0 if embeddings_learn else (learning[0] if learning else len(layers))
-        dx = dhidden
-        for index in range(len(layers) - 1, lowest - 1, -1):
-            # forward: x = layer(x, src_key_padding_mask=padding)
-            dx = layers[index].backward(dx)                      # (B, T, D)
-        if embeddings_learn:
-            # forward: x = self.embeddings(input_ids, token_type_ids)
-            self.embeddings.backward(dx)
-        return None
+        return self._encode(input_ids, attention_mask, (token_type_ids,), output_hidden_states, output_attentions)
 
     def attention_weights(self, input_ids, attention_mask=None, token_type_ids=None, layer: int = 0):
         """The softmax attention probabilities of every head of encoder layer ``layer`` (0-based).
 
-        Runs the model in evaluation mode up to that layer (training mode is restored afterwards).
+        Runs the model in evaluation mode (training mode is restored afterwards).
 
         Returns:
             weights: (B, H, T, T); row t is how query token t spreads its attention over the keys
         """
-        layers = list(self.encoder.layers)
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < len(layers):
-            raise ValueError(f"layer: got {layer!r}; expected an int in [0, {len(layers)})")
-        _check_ids("input_ids", input_ids)
-        padding = self._padding_mask(attention_mask, input_ids)
-        was_training = self.training
-        self.eval()
-        try:
-            x = self.embeddings(input_ids, token_type_ids)       # (B, T, D)
-            for below in layers[:layer]:
-                x = below(x, src_key_padding_mask=padding)
-            _, weights = layers[layer].self_attn(x, x, x, key_padding_mask=padding, need_weights=True,
-                                                 average_attn_weights=False)  # (B, H, T, T)
-        finally:
-            self.train(was_training)
-        return weights
+        return self._inspect(layer, input_ids, attention_mask, token_type_ids)
 
-    # ------------------------------------------------------------------ Hugging Face checkpoints
 
-    def hf_state_dict(self, prefix: str = "") -> "dict[str, np.ndarray]":
-        """This model's weights under Hugging Face's ``BertModel`` names (the inverse of loading)."""
-        state = self.state_dict()
-        out = {}
-        for ours, theirs in hf_to_ours_names(self.config).items():
-            parts = np.split(state[ours], len(theirs), axis=0) if len(theirs) > 1 else [state[ours]]
-            for name, part in zip(theirs, parts):
-                out[prefix + name] = np.ascontiguousarray(part)
-        return out
-
-    def load_pretrained_weights(self, path) -> "BertModel":
-        """Load a Hugging Face BERT ``model.safetensors`` into this model, all or nothing.
-
-        Tensor names may carry a ``bert.`` prefix (a checkpoint of a model with a head) or not; tensors
-        this model does not use (``pooler.*``, ``cls.*``, ``embeddings.position_ids``) are ignored.
-
-        Raises:
-            FileNotFoundError naming the file when it is missing; ValueError naming the file and every
-            missing tensor and every tensor whose shape is wrong (got vs expected). On any error the model
-            is unchanged.
-        """
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"path: the weights file {path} does not exist; expected a BERT "
-                                    f"{WEIGHTS_NAME}")
-        header = safetensors_header(path)
-        mapping = hf_to_ours_names(self.config)
-        prefix = ""
-        if "embeddings.word_embeddings.weight" not in header and "bert.embeddings.word_embeddings.weight" in header:
-            prefix = "bert."
-        current = dict(self.named_parameters())
-        problems, wanted = [], {}
-        for ours, theirs in mapping.items():
-            shape = current[ours].shape
-            part_shape = (shape[0] // len(theirs),) + tuple(shape[1:])
-            for name in theirs:
-                stored = prefix + name
-                if stored not in header:
-                    problems.append(f"  missing tensor {stored!r} (for {ours}, expected shape {part_shape})")
-                    continue
-                got = tuple(header[stored]["shape"])
-                if got != part_shape:
-                    problems.append(f"  tensor {stored!r}: got shape {got}; expected {part_shape} "
-                                    f"(for {ours}, from the config)")
-                    continue
-                wanted[stored] = ours
-        if problems:
-            raise ValueError(f"{path}: {len(problems)} problem(s) loading a BERT checkpoint; nothing was "
-                             "loaded:\n" + "\n".join(problems))
-        tensors = load_safetensors(path, names=list(wanted))
-        state = {}
-        for ours, theirs in mapping.items():
-            parts = [tensors[prefix + name] for name in theirs]
-            state[ours] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)  # [q; k; v] (3D, ...)
-        self.load_state_dict(state)                              # casts to each parameter's dtype
-        return self
-
-    @classmethod
-    def from_pretrained(cls, folder, dtype=np.float32) -> "BertModel":
-        """A BERT from a Hugging Face folder (``config.json`` and ``model.safetensors``), in eval mode.
-
-        Nothing is downloaded: ``folder`` must be a local directory.
-        """
-        folder = os.fspath(folder)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"folder: {folder} is not a directory; expected a folder holding "
-                                    f"{CONFIG_NAME} and {WEIGHTS_NAME}")
-        config = BertConfig.from_json_file(os.path.join(folder, CONFIG_NAME))
-        weights = os.path.join(folder, WEIGHTS_NAME)
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(f"folder: the weights file {weights} does not exist; expected {WEIGHTS_NAME}")
-        model = cls(config, dtype=dtype, rng=0)
-        model.load_pretrained_weights(weights)
-        return model.eval()
+def _init_weights(model: Module, std: float, generator, pad_token_id) -> None:
+    """BERT's initialization: weights N(0, std), biases 0, LayerNorm 1 and 0, the padding row 0."""
+    for name, param in model.named_parameters():
+        if name.endswith("bias"):
+            param.data[...] = 0
+        elif ".LayerNorm." not in name and ".norm" not in name and "layer_norm" not in name:
+            param.data[...] = (std * generator.standard_normal(param.shape)).astype(param.dtype)
+    if pad_token_id is not None:
+        model.embeddings.word_embeddings.weight.data[pad_token_id] = 0
 
 
 # ---------------------------------------------------------------------------------------------- sentences
 
-def sentence_embeddings(model: BertModel, input_ids, attention_mask=None, token_type_ids=None,
+def _model_inputs(model: EncoderModel, batch: dict) -> tuple:
+    """(input_ids, attention_mask[, token_type_ids]) of a tokenizer's batch, as the model takes them."""
+    inputs = (batch["input_ids"], batch["attention_mask"])
+    return inputs + (batch.get("token_type_ids"),) if model.takes_token_types else inputs
+
+
+def sentence_embeddings(model: EncoderModel, input_ids, attention_mask=None, token_type_ids=None,
                         normalize: bool = True):
     """Mean-pooled (and by default unit-length) sentence vectors: (B, T) ids -> (B, D)."""
     xp = get_array_module(input_ids)
     if attention_mask is None:
         attention_mask = xp.ones(input_ids.shape, dtype=np.int64)
-    hidden = model(input_ids, attention_mask, token_type_ids)    # (B, T, D)
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+    hidden = model(*_model_inputs(model, batch))                 # (B, T, D)
     pooled, _ = mean_pooling_forward(hidden, attention_mask)     # (B, T, D) -> (B, D)
     if normalize:
         pooled, _ = l2_normalize_forward(pooled)
     return pooled
 
 
-def encode_sentences(model: BertModel, tokenizer, texts, batch_size: int = 32, max_length: int | None = 256,
+def encode_sentences(model: EncoderModel, tokenizer, texts, batch_size: int = 32, max_length: int | None = 256,
                      normalize: bool = True) -> np.ndarray:
     """Sentence embeddings of a list of texts, in batches, as a NumPy (N, D) array (eval mode, no gradients).
 
     Inputs:
-        model: a :class:`BertModel`; tokenizer: a callable like ``BertTokenizer``
+        model: a :class:`BertModel` (or DistilBERT); tokenizer: a callable like ``BertTokenizer``
         texts: a str or a list of N strings; max_length: longer texts are truncated
     """
     if isinstance(texts, str):
@@ -538,45 +379,92 @@ def encode_sentences(model: BertModel, tokenizer, texts, batch_size: int = 32, m
     finally:
         model.train(was_training)
     if not out:
-        return np.zeros((0, model.config.hidden_size), dtype=model.embeddings.LayerNorm.weight.dtype)
+        return np.zeros((0, model.embeddings.LayerNorm.weight.shape[0]),
+                        dtype=model.embeddings.LayerNorm.weight.dtype)
     return np.concatenate(out, axis=0)
 
 
-# ---------------------------------------------------------------------------------------------- classifier
+# ---------------------------------------------------------------------------------------------- classifiers
 
-class BertClassifier(Module):
+class EncoderClassifier(Module):
+    """What every classifier on an :class:`EncoderModel` shares: freezing the lower layers, and the
+    attention of one head on a text. A subclass names its encoder model in ``encoder_model``."""
+
+    encoder_model: EncoderModel
+
+    def freeze_embeddings_and_layers(self, num_layers: int):
+        """Freeze the embeddings and the first ``num_layers`` encoder layers; unfreeze everything else.
+
+        Frozen parameters get no gradient (``grad`` stays None) and backward does not even visit the layers
+        below the lowest one that learns.
+        """
+        total = self.encoder_model.num_layers
+        if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) \
+                or not 0 <= num_layers <= total:
+            raise ValueError(f"num_layers: got {num_layers!r}; expected an int in [0, {total}]")
+        self.unfreeze()
+        self.encoder_model.embeddings.freeze()
+        for layer in list(self.encoder_model.encoder.layers)[:num_layers]:
+            layer.freeze()
+        for param in self.parameters():
+            if not param.requires_grad:
+                param.grad = None
+        return self
+
+    def attention_weights(self, tokenizer, text: str, layer: int = 0, head: int = 0):
+        """The attention of head ``head`` of layer ``layer`` (both 0-based, as the model indexes them).
+
+        Returns:
+            weights: (T, T) NumPy array; tokens: the T tokens (with [CLS] and [SEP])
+        """
+        model = self.encoder_model
+        heads = model.encoder.layers[0].self_attn.num_heads
+        if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not 0 <= head < heads:
+            raise ValueError(f"head: got {head!r}; expected an int in [0, {heads})")
+        batch = tokenizer([text], padding=True, truncation=True)
+        weights = model._inspect(layer, *_model_inputs(model, batch))  # (1, H, T, T)
+        tokens = tokenizer.convert_ids_to_tokens([int(i) for i in to_numpy(batch["input_ids"][0])])
+        return to_numpy(weights[0, head]), tokens
+
+
+class BertClassifier(EncoderClassifier):
     """BERT, a pooled sentence vector, dropout and a linear head: ``logits = W dropout(pool(h)) + b``.
 
     Inputs:
-        bert: a :class:`BertModel` (e.g. from :meth:`BertModel.from_pretrained`)
+        bert: a :class:`BertModel` (e.g. from :meth:`BertModel.from_pretrained`), or any :class:`EncoderModel`
         num_labels: C
         pooling: ``"mean"`` (mean over the real tokens) or ``"cls"`` (the vector of the first token, [CLS])
-        dropout: before the head (default: the model's ``hidden_dropout_prob``)
+        dropout: before the head (default: the model's ``hidden_dropout_prob``, or 0.1)
         rng: int seed, Generator or None: the head's initial weights and the dropout masks
 
     Sub-modules: ``bert``, ``dropout``, ``classifier`` (Linear D -> C).
     """
 
-    def __init__(self, bert: BertModel, num_labels: int = 2, pooling: str = "mean", dropout=None, rng=None):
+    def __init__(self, bert: EncoderModel, num_labels: int = 2, pooling: str = "mean", dropout=None, rng=None):
         super().__init__()
-        if not isinstance(bert, BertModel):
-            raise TypeError(f"bert: got {type(bert).__name__}; expected a BertModel")
+        if not isinstance(bert, EncoderModel):
+            raise TypeError(f"bert: got {type(bert).__name__}; expected a BertModel (or another EncoderModel)")
         check_choice("pooling", pooling, ("mean", "cls"))
         if isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer)) or num_labels < 1:
             raise ValueError(f"num_labels: got {num_labels!r}; expected a positive integer")
         generator = seeded_generator(rng)
-        p = bert.config.hidden_dropout_prob if dropout is None else dropout
+        p = getattr(bert.config, "hidden_dropout_prob", 0.1) if dropout is None else dropout
         dtype = bert.embeddings.LayerNorm.weight.dtype
+        width = bert.embeddings.LayerNorm.weight.shape[0]
         self.bert = bert
         self.pooling = pooling
         self.num_labels = int(num_labels)
         self.dropout = Dropout(p, rng=generator)
-        self.classifier = Linear(bert.config.hidden_size, num_labels, dtype=dtype, rng=generator)
+        self.classifier = Linear(width, num_labels, dtype=dtype, rng=generator)
         self._cache = None
+
+    @property
+    def encoder_model(self) -> EncoderModel:
+        return self.bert
 
     @classmethod
     def from_pretrained(cls, folder, num_labels: int = 2, pooling: str = "mean", dtype=np.float32, dropout=None,
-                        rng=None) -> "BertClassifier":
+                        rng=None) -> BertClassifier:
         return cls(BertModel.from_pretrained(folder, dtype=dtype), num_labels, pooling, dropout, rng)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
@@ -584,7 +472,8 @@ class BertClassifier(Module):
         xp = get_array_module(input_ids)
         if attention_mask is None:
             attention_mask = xp.ones(input_ids.shape, dtype=np.int64)
-        hidden = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T) -> (B, T, D)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        hidden = self.bert(*_model_inputs(self.bert, batch))     # (B, T) -> (B, T, D)
         if self.pooling == "mean":
             pooled, pool_cache = mean_pooling_forward(hidden, attention_mask)  # (B, T, D) -> (B, D)
         else:
@@ -611,36 +500,3 @@ class BertClassifier(Module):
         # forward: hidden = self.bert(input_ids, attention_mask, token_type_ids)
         self.bert.backward(dhidden)
         return None
-
-    def freeze_embeddings_and_layers(self, num_layers: int) -> "BertClassifier":
-        """Freeze the embeddings and the first ``num_layers`` encoder layers; unfreeze everything else.
-
-        Frozen parameters get no gradient (``grad`` stays None) and backward does not even visit the layers
-        below the lowest one that learns.
-        """
-        total = self.bert.config.num_hidden_layers
-        if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or not 0 <= num_layers <= total:
-            raise ValueError(f"num_layers: got {num_layers!r}; expected an int in [0, {total}]")
-        self.unfreeze()
-        self.bert.embeddings.freeze()
-        for layer in list(self.bert.encoder.layers)[:num_layers]:
-            layer.freeze()
-        for param in self.parameters():
-            if not param.requires_grad:
-                param.grad = None
-        return self
-
-    def attention_weights(self, tokenizer, text: str, layer: int = 0, head: int = 0):
-        """The attention of head ``head`` of layer ``layer`` (both 0-based) for one text.
-
-        Returns:
-            weights: (T, T) NumPy array; tokens: the T tokens (with [CLS] and [SEP])
-        """
-        heads = self.bert.config.num_attention_heads
-        if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not 0 <= head < heads:
-            raise ValueError(f"head: got {head!r}; expected an int in [0, {heads})")
-        batch = tokenizer([text], padding=True, truncation=True)
-        weights = self.bert.attention_weights(batch["input_ids"], batch["attention_mask"],
-                                              batch.get("token_type_ids"), layer=layer)  # (1, H, T, T)
-        tokens = tokenizer.convert_ids_to_tokens([int(i) for i in to_numpy(batch["input_ids"][0])])
-        return to_numpy(weights[0, head]), tokens

@@ -2,7 +2,9 @@ r"""An encoder-decoder Transformer that translates one token sequence into anoth
 
 The source ids ``(B, S)`` and the target ids shifted right ``(B, T)`` (they start with ``bos_id``) are
 embedded, scaled by $\sqrt{D}$ (so that the $N(0, 1)$ embeddings and the unit-size sinusoidal positions are of
-comparable size), given sinusoidal positions, and passed through :class:`~numpy_transformer.nn.Transformer`.
+comparable size), given sinusoidal positions, and passed through the layers of a
+:class:`~numpy_transformer.nn.Transformer` (run here layer by layer, the loop of its encoder and decoder written
+out, so that each layer's states and attentions can be recorded).
 A final Linear (the "generator") turns each decoder output vector into scores over the target vocabulary:
 
     src   = PE(E_src[src_ids] * sqrt(D))                       (B, S, D)
@@ -20,11 +22,17 @@ Weight tying (``tie_weights=True``, as in the paper) makes the target embedding 
 once, and the backward pass adds both gradients into it: the generator's $dW = d\mathrm{logits}^\top h$ and the
 embedding's scatter-add of ``d tgt``.
 
-Backward is the forward read upwards: the generator's backward, the Transformer's backward giving
-``(dsrc, dtgt)``, then each embedding's scale and scatter-add.
+Backward is the forward read upwards: the generator's backward, the decoder's final norm and its layers
+in reverse (the memory's gradient summed over every layer that read it), the encoder's norm and layers in
+reverse, then each embedding's scale and scatter-add.
 
 Decoding (inference; the model is switched to eval mode for the call and back afterwards):
 
+- Both decoders run the source through the encoder once, then feed the decoder ONE new target token per
+  step: each decoder layer keeps a :class:`~numpy_transformer.nn.attention.KVCache` of its self-attention's
+  keys and values (:meth:`Seq2SeqTransformer.new_caches`) and a static one of the memory's keys and values
+  for its cross-attention, so a step costs O(t), not the O(t^2) of re-running the whole prefix, through the
+  same decoder layers that training uses.
 - :meth:`Seq2SeqTransformer.greedy_decode` picks the most probable next token for every sequence of the batch
   at once, one decoding step at a time, until every sequence has produced ``eos_id`` or ``max_len`` tokens.
 - :meth:`Seq2SeqTransformer.beam_search` keeps the ``beam_width`` best partial translations per source
@@ -50,9 +58,11 @@ from ..checks import check_choice, check_integer, check_ndim, check_positive_int
 from ..functional.attention import causal_mask
 from ..functional.losses import cross_entropy_backward, cross_entropy_forward
 from ..functional.softmax import log_softmax_forward
+from ..nn.attention import KVCache
 from ..nn.layers import Embedding, Linear, PositionalEncoding
 from ..nn.module import Module
 from ..nn.transformer import Transformer
+from .outputs import ModelOutput, run_layers
 
 __all__ = ["Seq2SeqTransformer", "length_penalty_factor"]
 
@@ -74,6 +84,10 @@ def length_penalty_factor(lengths, alpha: float, kind: str = "gnmt", dtype=np.fl
     if kind == "gnmt":
         return ((5.0 + n) / 6.0) ** alpha
     return n ** alpha
+
+
+def _as_tuple(items):
+    return None if items is None else tuple(items)
 
 
 class Seq2SeqTransformer(Module):
@@ -156,15 +170,18 @@ class Seq2SeqTransformer(Module):
         return src_padding, tgt_padding, tgt_mask
 
     # ----------------------------------------------------------------------------------- training
-    def forward(self, src_ids, tgt_in_ids):
+    def forward(self, src_ids, tgt_in_ids, output_hidden_states: bool = False, output_attentions: bool = False):
         """Next-token scores for every target position.
 
         Inputs:
             src_ids: int (B, S) source tokens, padded with ``pad_id``
             tgt_in_ids: int (B, T) target tokens shifted right (``bos_id`` first), padded with ``pad_id``
+            output_hidden_states, output_attentions: also return every layer's states / attention
+                probabilities (see :mod:`numpy_transformer.models.outputs`: ``encoder_*`` for the encoder,
+                ``hidden_states``, ``attentions`` and ``cross_attentions`` for the decoder)
 
         Returns:
-            logits: (B, T, V_tgt)
+            logits: (B, T, V_tgt), or a :class:`~numpy_transformer.models.outputs.ModelOutput` with either flag
         """
         self._check_ids("src_ids", src_ids, self.src_embed.weight.shape[0])
         self._check_ids("tgt_in_ids", tgt_in_ids, self.tgt_embed.weight.shape[0])
@@ -174,10 +191,22 @@ class Seq2SeqTransformer(Module):
         src_padding, tgt_padding, tgt_mask = self._masks(src_ids, tgt_in_ids)
         src = self._embed(src_ids, self.src_embed, self.src_positional)  # (B, S, D)
         tgt = self._embed(tgt_in_ids, self.tgt_embed, self.tgt_positional)  # (B, T, D)
-        hidden = self.transformer(src, tgt, tgt_mask=tgt_mask, src_key_padding_mask=src_padding,
-                                  tgt_key_padding_mask=tgt_padding,
-                                  memory_key_padding_mask=src_padding)  # (B, T, D)
-        return self.generator(hidden)                               # (B, T, D) -> (B, T, V)
+        # the Transformer's forward, written out layer by layer so that each layer can be recorded
+        encoder, decoder = self.transformer.encoder, self.transformer.decoder
+        flags = (output_hidden_states, output_attentions)
+        memory, enc_hidden, enc_attentions, _ = run_layers(encoder.layers, src, *flags,
+                                                           src_key_padding_mask=src_padding)  # (B, S, D)
+        memory = encoder.norm(memory)                               # (B, S, D)
+        hidden, dec_hidden, dec_attentions, cross = run_layers(
+            decoder.layers, tgt, *flags, memory=memory, tgt_mask=tgt_mask, tgt_key_padding_mask=tgt_padding,
+            memory_key_padding_mask=src_padding)                    # (B, T, D)
+        hidden = decoder.norm(hidden)                               # (B, T, D)
+        logits = self.generator(hidden)                             # (B, T, D) -> (B, T, V)
+        if output_hidden_states or output_attentions:
+            return ModelOutput(logits, hidden_states=_as_tuple(dec_hidden), attentions=_as_tuple(dec_attentions),
+                               encoder_hidden_states=_as_tuple(enc_hidden),
+                               encoder_attentions=_as_tuple(enc_attentions), cross_attentions=_as_tuple(cross))
+        return logits
 
     def backward(self, dlogits):
         """Add the gradient of every parameter; token ids have no gradient, so this returns None.
@@ -185,10 +214,21 @@ class Seq2SeqTransformer(Module):
         Inputs:
             dlogits: (B, T, V_tgt) gradient of the loss with respect to the logits of the last forward
         """
+        encoder, decoder = self.transformer.encoder, self.transformer.decoder
         # forward: logits = generator(hidden)
         dhidden = self.generator.backward(dlogits)                  # (B, T, V) -> (B, T, D)
-        # forward: hidden = transformer(src, tgt, ...)
-        dsrc, dtgt = self.transformer.backward(dhidden)             # (B, S, D), (B, T, D)
+        # forward: hidden = decoder.norm(hidden)
+        dtgt = decoder.norm.backward(dhidden)                       # (B, T, D)
+        # forward: hidden = layer(hidden, memory, ...), layer by layer; every layer reads the same memory
+        dmemory = None
+        for layer in reversed(list(decoder.layers)):
+            dtgt, dmemory_layer = layer.backward(dtgt)              # (B, T, D), (B, S, D)
+            dmemory = dmemory_layer if dmemory is None else dmemory + dmemory_layer
+        # forward: memory = encoder.norm(memory)
+        dsrc = encoder.norm.backward(dmemory)                       # (B, S, D)
+        # forward: memory = layer(memory, ...), layer by layer
+        for layer in reversed(list(encoder.layers)):
+            dsrc = layer.backward(dsrc)                             # (B, S, D)
         # forward: tgt = embed(tgt_in_ids), src = embed(src_ids)
         self._embed_backward(dtgt, self.tgt_embed, self.tgt_positional)
         self._embed_backward(dsrc, self.src_embed, self.src_positional)
@@ -230,10 +270,24 @@ class Seq2SeqTransformer(Module):
                                           memory_key_padding_mask=src_padding)  # (B, T, D)
         return self.generator(hidden)                               # (B, T, V)
 
-    def _next_log_probs(self, tokens, memory, src_padding):
-        """Log-probabilities (rows, V) of the token after ``tokens`` (rows, t), with pad never chosen."""
-        logits = self.decode(tokens, memory, src_padding)[:, -1]    # (rows, t, V) -> (rows, V)
-        log_probs, _ = log_softmax_forward(logits, axis=-1)          # (rows, V)
+    def new_caches(self, batch_size: int | None = None) -> list:
+        """Per decoder layer, a pair: a :class:`~numpy_transformer.nn.attention.KVCache` for its
+        self-attention and a static one for its cross-attention (the memory's keys and values)."""
+        return [(KVCache(), KVCache(static=True)) for _ in self.transformer.decoder.layers]
+
+    def _next_log_probs(self, new_tokens, memory, src_padding, caches):
+        """Log-probabilities (rows, V) of the token after the cached ones and ``new_tokens`` (rows, t).
+
+        The decoder layers read and extend ``caches`` (from :meth:`new_caches`); inference only.
+        """
+        past = len(caches[0][0])
+        x = self.tgt_embed(new_tokens) * self.embed_scale           # (rows, t) -> (rows, t, D)
+        x = self.tgt_positional(x, offset=past)                      # positions past..past+t-1
+        for layer, (cache, memory_cache) in zip(self.transformer.decoder.layers, caches, strict=True):
+            x = layer(x, memory, memory_key_padding_mask=src_padding, tgt_is_causal=True, cache=cache,
+                      memory_cache=memory_cache)                     # (rows, t, D)
+        x = self.transformer.decoder.norm(x[:, -1:])                 # (rows, 1, D)
+        log_probs, _ = log_softmax_forward(self.generator(x)[:, 0], axis=-1)  # (rows, V)
         return log_probs
 
     def _inference(self):
@@ -292,8 +346,9 @@ class Seq2SeqTransformer(Module):
             memory, src_padding = self.encode(src_ids)                # (B, S, D), (B, S)
             tokens = xp.full((B, 1), bos_id, dtype=src_ids.dtype)      # (B, 1)
             finished = xp.zeros(B, dtype=bool)                         # (B,)
+            caches = self.new_caches(B)
             for _ in range(max_len):
-                log_probs = self._next_log_probs(tokens, memory, src_padding)  # (B, V)
+                log_probs = self._next_log_probs(tokens[:, -1:], memory, src_padding, caches)  # (B, V)
                 log_probs[:, self.pad_id] = -xp.inf                    # padding is never generated
                 next_token = xp.argmax(log_probs, axis=-1).astype(tokens.dtype)  # (B,)
                 next_token = xp.where(finished, self.pad_id, next_token)  # (B,) pad after EOS
@@ -345,9 +400,10 @@ class Seq2SeqTransformer(Module):
             finished = xp.zeros((B, K), dtype=bool)                    # (B, K)
             lengths = xp.zeros((B, K), dtype=np.int64)                 # (B, K) generated tokens, EOS included
             batch_index = xp.arange(B)[:, None]                        # (B, 1)
+            caches = self.new_caches(B * K)
             for _ in range(max_len):
-                t = tokens.shape[2]
-                step = self._next_log_probs(tokens.reshape(B * K, t), memory, src_padding)  # (B*K, V)
+                step = self._next_log_probs(tokens[:, :, -1].reshape(B * K, 1), memory, src_padding,
+                                            caches)                    # (B*K, V)
                 V = step.shape[-1]
                 step = step.reshape(B, K, V)                           # (B*K, V) -> (B, K, V)
                 step[..., self.pad_id] = -xp.inf                       # live hypotheses never emit pad
@@ -367,6 +423,11 @@ class Seq2SeqTransformer(Module):
                 finished = finished[batch_index, beam] | (token == eos_id)  # (B, K)
                 if bool(finished.all()):
                     break
+                # each surviving hypothesis continues from the cached keys and values of the one it extends;
+                # the static memory caches need no reordering (a sentence's K rows hold the same memory)
+                rows = (batch_index * K + beam).reshape(B * K)        # (B*K,) rows of the caches to keep
+                for cache, _ in caches:
+                    cache.reorder(rows)
             penalty = length_penalty_factor(xp.maximum(lengths, 1), alpha, length_penalty_kind, log_p.dtype)
             final = log_p / penalty                                    # (B, K)
             best = xp.argmax(final, axis=1)                            # (B,)
@@ -381,30 +442,11 @@ class Seq2SeqTransformer(Module):
         Runs the model in eval mode on ``src_ids`` (B, S) and ``tgt_in_ids`` (B, T) and returns the weights
         (B, H, T, S) with which each target position of decoder layer ``layer`` reads the source tokens
         (each row sums to 1 over the non-padding source tokens). Average over axis 1 for one picture per
-        sentence. Inference only: it overwrites the caches of the last forward pass.
+        sentence. Every layer's at once: ``forward(..., output_attentions=True).cross_attentions``.
         """
+        index = range(len(self.transformer.decoder.layers))[layer]
         was_training = self._inference()
         try:
-            xp = get_array_module(src_ids)
-            memory, src_padding = self.encode(src_ids)                # (B, S, D), (B, S)
-            T = tgt_in_ids.shape[1]
-            tgt_mask = causal_mask(T, T, xp)                           # (T, T)
-            tgt_padding = tgt_in_ids == self.pad_id                    # (B, T)
-            x = self._embed(tgt_in_ids, self.tgt_embed, self.tgt_positional)  # (B, T, D)
-            layers = self.transformer.decoder.layers
-            index = range(len(layers))[layer]
-            for i, block in enumerate(layers):
-                if i < index:
-                    x = block(x, memory, tgt_mask=tgt_mask, tgt_key_padding_mask=tgt_padding,
-                              memory_key_padding_mask=src_padding)    # (B, T, D)
-                    continue
-                # the layer's self-attention block (dropout is off in eval mode), then its cross-attention query
-                h = block.norm1(x) if block.norm_first else x          # (B, T, D)
-                attended = block.self_attn(h, h, h, attn_mask=tgt_mask, key_padding_mask=tgt_padding,
-                                           need_weights=False)[0]      # (B, T, D)
-                query = block.norm2(x + attended) if block.norm_first else block.norm1(x + attended)
-                _, weights = block.multihead_attn(query, memory, memory, key_padding_mask=src_padding,
-                                                  need_weights=True, average_attn_weights=False)
-                return weights                                         # (B, H, T, S)
+            return self.forward(src_ids, tgt_in_ids, output_attentions=True).cross_attentions[index]
         finally:
             self.train(was_training)

@@ -63,6 +63,21 @@ the forward computed it. (For a fused product the three head gradients are merge
 weight gradient of the fused (3D, D) matrix is the concatenation of its blocks' gradients. Derived in
 ``docs/derivations/multihead.md``.
 
+Decoding with a key/value cache (inference). A decoder that writes one token at a time would recompute,
+at every step, the keys and values of every earlier position, although they never change: the keys and
+values of position j depend only on the input at j. A :class:`KVCache` keeps them instead. Passing
+``cache=`` to :meth:`MultiheadAttention.forward` then
+
+- projects only the NEW positions (B, t, D) (usually t = 1; the whole prompt on the first call),
+- appends their keys and values to the cache along the position axis, (B, H, P, Dh) -> (B, H, P+t, Dh),
+- lets the new queries attend to all P + t cached keys. With ``is_causal=True`` the causal mask is aligned
+  to the END of the keys: new query i sits at absolute position P + i and may see keys j <= P + i.
+
+A step then costs O(P) instead of the O(P^2) of recomputing, and gives the same numbers. For
+cross-attention (a decoder reading the encoder's memory) the keys and values never change at all: a
+``KVCache(static=True)`` is filled from ``key``/``value`` on its first call and read, unchanged, on every
+later one. A forward with a cache keeps nothing for backward: decoding is inference only.
+
 Shapes (batch-first; see the layouts above): query (B, T, D), key and value (B, S, D); out (B, T, D);
 weights (B, T, S) averaged over heads, or (B, H, T, S).
 """
@@ -84,7 +99,7 @@ from ..functional.linear import linear_backward, linear_forward
 from .layers import Linear
 from .module import Module, Parameter
 
-__all__ = ["MultiheadAttention", "merge_attention_masks"]
+__all__ = ["MultiheadAttention", "KVCache", "merge_attention_masks", "causal_mask_after"]
 
 
 def _check_mask_dtype(name: str, mask) -> None:
@@ -163,6 +178,119 @@ def _merge_heads_into(head_grads, xp):
         block, _ = split_heads_forward(merged[..., i * D:(i + 1) * D], H)  # (B, T, D) -> (B, H, T, Dh), a view
         block[...] = grad                                        # the one copy of this head gradient
     return merged
+
+
+def causal_mask_after(past: int, new: int, xp=np):
+    """The causal mask of ``new`` queries that follow ``past`` cached positions: True = may NOT attend.
+
+    Query i sits at absolute position ``past + i`` and may see keys ``j <= past + i``, so
+    ``mask[i, j] = j > past + i``: :func:`~numpy_transformer.functional.attention.causal_mask` aligned to the
+    end of the ``past + new`` keys instead of their start. Returns None when ``new == 1`` (the one new
+    query may see every key, so there is nothing to mask).
+
+    Returns:
+        mask: bool (new, past + new), or None
+    """
+    if new == 1:
+        return None
+    return xp.triu(xp.ones((new, past + new), dtype=bool), k=past + 1)  # (t, P+t)
+
+
+class KVCache:
+    r"""The keys and values one attention layer has already computed, kept for decoding.
+
+    The cache holds ``keys`` and ``values`` of shape (B, Hkv, P, Dh): B sequences, Hkv key/value heads
+    (the attention's H here; fewer for grouped-query attention, which shares each key/value head among
+    several query heads), P positions so far, head width Dh. :meth:`append` adds t new positions along
+    axis 2 and returns all P + t; ``len(cache)`` is P, which is also the absolute position of the next
+    token (the offset of a position table, or of rotary embeddings, which are applied to q and k BEFORE
+    k is appended, so that the cache holds keys already rotated to their own positions).
+
+    Storage grows by doubling, so appending one position at a time copies each key O(1) times on average
+    (plainly ``keys = concatenate([keys, new], axis=2)``, which copies the whole cache at every step).
+
+    A ``static`` cache is for cross-attention: it is filled once (from the encoder's memory) and then only
+    read. :meth:`reorder` keeps chosen batch rows, in a chosen order (beam search).
+
+    Inputs:
+        static: True for keys and values that are computed once and never grow
+    """
+
+    def __init__(self, static: bool = False):
+        self.static = bool(static)
+        self._keys = self._values = None                         # (B, Hkv, capacity, Dh) storage
+        self._length = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def keys(self):
+        """(B, Hkv, P, Dh), a view of the filled part; None while empty."""
+        return None if self._keys is None else self._keys[:, :, :self._length]
+
+    @property
+    def values(self):
+        """(B, Hkv, P, Dv), a view of the filled part; None while empty."""
+        return None if self._values is None else self._values[:, :, :self._length]
+
+    def _check_new(self, keys, values) -> None:
+        for name, x in (("keys", keys), ("values", values)):
+            check_float(name, x)
+            check_ndim(name, x, 4, "(B, Hkv, t, Dh)")
+        if keys.shape[:3] != values.shape[:3]:
+            raise ValueError(f"values: got shape {tuple(values.shape)}; expected (B, Hkv, t) = "
+                             f"{tuple(keys.shape[:3])} to match keys")
+        if self.static and self._length:
+            raise ValueError("keys: got new positions for a static cache that is already filled; expected a "
+                             "static (cross-attention) cache to be filled once")
+        if self._keys is not None:
+            stored = (self._keys.shape[:2], self._keys.shape[3], self._values.shape[3], self._keys.dtype)
+            new = (keys.shape[:2], keys.shape[3], values.shape[3], keys.dtype)
+            if stored != new:
+                raise ValueError(f"keys: got (B, Hkv) = {tuple(keys.shape[:2])}, Dh = {keys.shape[3]}, "
+                                 f"dtype {keys.dtype}; expected {tuple(stored[0])}, {stored[1]}, {stored[3]} "
+                                 "as the positions already in the cache")
+
+    def append(self, keys, values):
+        """Add t positions and return everything cached so far.
+
+        Inputs:
+            keys: (B, Hkv, t, Dh); values: (B, Hkv, t, Dv)
+
+        Returns:
+            keys: (B, Hkv, P+t, Dh); values: (B, Hkv, P+t, Dv), views of the cache (do not modify them)
+        """
+        self._check_new(keys, values)
+        xp = get_array_module(keys, values)
+        old, new = self._length, keys.shape[2]
+        capacity = 0 if self._keys is None else self._keys.shape[2]
+        if old + new > capacity:
+            capacity = new if self.static else max(old + new, 2 * capacity, 16)
+            grown = []
+            for stored, x in ((self._keys, keys), (self._values, values)):
+                buffer = xp.empty(x.shape[:2] + (capacity,) + x.shape[3:], dtype=x.dtype)  # (B, Hkv, cap, Dh)
+                if old:
+                    buffer[:, :, :old] = stored[:, :, :old]          # the one copy of the earlier positions
+                grown.append(buffer)
+            self._keys, self._values = grown
+        self._keys[:, :, old:old + new] = keys                   # (B, Hkv, t, Dh) into positions P..P+t-1
+        self._values[:, :, old:old + new] = values
+        self._length = old + new
+        return self.keys, self.values
+
+    def reorder(self, index) -> None:
+        """Keep the batch rows ``index`` (an int array (B',)), in that order: ``keys = keys[index]``.
+
+        Beam search calls this after each step, with the row each surviving hypothesis came from.
+        """
+        if self._keys is not None:
+            self._keys = self._keys[index]                       # (B, Hkv, cap, Dh) -> (B', Hkv, cap, Dh)
+            self._values = self._values[index]
+
+    def __repr__(self) -> str:
+        shape = None if self._keys is None else tuple(self.keys.shape)
+        return f"KVCache(length={self._length}, static={self.static}, keys={shape})"
 
 
 def _to_batch_first(arrays, layout: str) -> list:
@@ -272,7 +400,7 @@ class MultiheadAttention(Module):
     # ------------------------------------------------------------------ forward
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True, attn_mask=None,
-                average_attn_weights: bool = True, is_causal: bool = False):
+                average_attn_weights: bool = True, is_causal: bool = False, cache: KVCache | None = None):
         """Attend from ``query`` to ``key`` / ``value``.
 
         Inputs (batch_first=True; with False, the first two axes of query, key and value swap places; a 2-D
@@ -285,12 +413,16 @@ class MultiheadAttention(Module):
             attn_mask: None, (T, S) or (B*H, T, S); bool True = may NOT attend, or float added
             average_attn_weights: average the returned weights over the heads
             is_causal: with no ``attn_mask``, forbid keys after each query's position
+            cache: None, or a :class:`KVCache` holding P earlier positions (inference). The new keys and
+                values are appended to it and the queries attend to all P + S of them, so the masks are
+                (B, P+S) and (T, P+S), and ``is_causal`` aligns the causal mask to the end of the keys. A
+                filled ``static`` cache is read as it is (``key`` and ``value`` are then not projected).
 
         Returns:
             out: (B, T, D), in the layout of query
             weights: (B, T, S) averaged over heads, (B, H, T, S) per head (batch-first in both layouts, as in
                 torch; without B when unbatched), or None when not ``need_weights``; the probabilities before
-                dropout
+                dropout (S counts the cached positions too)
         """
         layout = self._check_inputs(query, key, value)
         query, key, value = _to_batch_first((query, key, value), layout)  # (B, positions, D) views
@@ -298,17 +430,28 @@ class MultiheadAttention(Module):
             key_padding_mask = key_padding_mask[None]                # (S,) -> (1, S)
         if not isinstance(is_causal, (bool, np.bool_)):
             raise TypeError(f"is_causal: got {type(is_causal).__name__}; expected a bool")
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"cache: got {type(cache).__name__}; expected a KVCache or None")
         xp = get_array_module(query, key, value, self.in_proj_weight.data)
         B, T, D = query.shape
-        S = key.shape[1]
         H = self.num_heads
         W = self.in_proj_weight.data                             # (3D, D) = [W_q; W_k; W_v]
         b = self.in_proj_bias.data if self.in_proj_bias is not None else None
         b_q, b_k, b_v, b_kv = (None,) * 4 if b is None else (b[:D], b[D:2 * D], b[2 * D:], b[D:])
 
+        # with a cache, the keys are the P cached positions followed by the new ones (none for a filled static one)
+        past = 0 if cache is None else len(cache)
+        read_only = cache is not None and cache.static and past > 0
+        S = past if read_only else past + key.shape[1]
+        if cache is not None and is_causal and attn_mask is None:
+            attn_mask, is_causal = causal_mask_after(past, T, xp), False  # (T, P+T) or None
         mask = merge_attention_masks(attn_mask, key_padding_mask, bool(is_causal), B, H, T, S, query.dtype, xp)
 
-        if query is key and key is value:
+        if read_only:
+            path = "q"
+            q, q_cache = linear_forward(query, W[:D], b_q)       # (B, T, D) -> (B, T, D); k, v are cached
+            proj_caches = (q_cache,)
+        elif query is key and key is value:
             path = "qkv"
             qkv, proj_caches = linear_forward(query, W, b)       # (B, T, D) -> (B, T, 3D), one product
             proj_caches = (proj_caches,)
@@ -327,8 +470,13 @@ class MultiheadAttention(Module):
             proj_caches = (q_cache, k_cache, v_cache)
 
         q_heads, q_split = split_heads_forward(q, H)             # (B, T, D) -> (B, H, T, Dh)
-        k_heads, k_split = split_heads_forward(k, H)             # (B, S, D) -> (B, H, S, Dh)
-        v_heads, v_split = split_heads_forward(v, H)             # (B, S, D) -> (B, H, S, Dh)
+        if read_only:
+            k_heads, v_heads = cache.keys, cache.values          # (B, H, S, Dh) each, computed once
+        else:
+            k_heads, k_split = split_heads_forward(k, H)         # (B, S, D) -> (B, H, S, Dh)
+            v_heads, v_split = split_heads_forward(v, H)         # (B, S, D) -> (B, H, S, Dh)
+        if cache is not None and not read_only:
+            k_heads, v_heads = cache.append(k_heads, v_heads)    # (B, H, P+S, Dh) each: earlier and new
         dropout_p = self.dropout if self.training else 0.0
         heads, weights, attention_cache = scaled_dot_product_attention_forward(
             q_heads, k_heads, v_heads, mask=mask, dropout_p=dropout_p,
@@ -337,11 +485,14 @@ class MultiheadAttention(Module):
         merged, merge_cache = merge_heads_forward(heads)         # (B, H, T, Dh) -> (B, T, D)
         out = self.out_proj(merged)                              # (B, T, D) -> (B, T, D)
 
-        self._cache = {
-            "path": path, "proj": proj_caches, "split": (q_split, k_split, v_split),
-            "attention": attention_cache, "merge": merge_cache,
-            "key_is_query": key is query, "value_is_query": value is query, "layout": layout,
-        }
+        if cache is not None:
+            self._cache = None                                   # decoding is inference: no backward
+        else:
+            self._cache = {
+                "path": path, "proj": proj_caches, "split": (q_split, k_split, v_split),
+                "attention": attention_cache, "merge": merge_cache,
+                "key_is_query": key is query, "value_is_query": value is query, "layout": layout,
+            }
         out = _from_batch_first(out, layout)                     # (B, T, D) -> the layout of query, a view
         if not need_weights:
             return out, None
@@ -365,7 +516,8 @@ class MultiheadAttention(Module):
         """
         cache = self._cache
         if cache is None:
-            raise RuntimeError("backward: called before forward; expected a forward call first")
+            raise RuntimeError("backward: called before forward (or after a forward with a KVCache, which is "
+                               "inference only); expected a forward call without a cache first")
         dout = _to_batch_first((dout,), cache["layout"])[0]      # the layout of out -> (B, T, D), a view
         xp = get_array_module(dout)
         weight_param, bias_param = self.in_proj_weight, self.in_proj_bias

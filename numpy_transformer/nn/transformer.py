@@ -47,8 +47,8 @@ import numpy as np
 
 from ..backend import array_module_for, as_dtype, seeded_generator
 from ..checks import check_choice, check_float, check_ndim, check_positive_int, check_probability
-from ..functional.activations import activation_backward, activation_forward
-from .attention import MultiheadAttention
+from ..functional.activations import ACTIVATIONS, activation_backward, activation_forward
+from .attention import KVCache, MultiheadAttention
 from .layers import Dropout, LayerNorm, Linear
 from .module import Module, ModuleList
 
@@ -159,10 +159,12 @@ class _SharedBlocks:
       dropout is ``dropout2`` in the encoder layer and ``dropout3`` in the decoder layer (torch's names).
     """
 
-    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                           need_weights=False, is_causal=is_causal)[0]
-        return self.dropout1(x)
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal, cache=None, need_weights=False):
+        """Returns ``(dropout1(self_attn(x, x, x)), weights)``; weights (B, H, T, S) or None."""
+        x, weights = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                                    need_weights=need_weights, average_attn_weights=False, is_causal=is_causal,
+                                    cache=cache)
+        return self.dropout1(x), weights
 
     def _sa_block_backward(self, dout):
         # forward: return self.dropout1(x)
@@ -200,7 +202,7 @@ def _check_layer_args(d_model, nhead, dim_feedforward, dropout, activation, batc
                          "the model width)")
     check_positive_int("dim_feedforward", dim_feedforward)
     check_probability("dropout", dropout)
-    check_choice("activation", activation, ("relu", "gelu"))
+    check_choice("activation", activation, ACTIVATIONS)
 
 
 # ---------------------------------------------------------------------------------------------- layers
@@ -210,7 +212,8 @@ class TransformerEncoderLayer(_SharedBlocks, Module):
 
     Inputs:
         d_model: D; nhead: H (divides D); dim_feedforward: F; dropout: every dropout's probability
-        activation: ``"relu"`` or ``"gelu"`` (exact, erf); layer_norm_eps: the norms' eps
+        activation: ``"relu"``, ``"gelu"`` (exact, erf) or ``"gelu_tanh"`` (the tanh approximation, GPT-2's
+            ``gelu_new``; not a torch option); layer_norm_eps: the norms' eps
         batch_first: False (torch's default): src (S, B, D); True: (B, S, D); norm_first: pre-norm instead of
             post-norm
         bias: biases in every Linear, attention projection and LayerNorm
@@ -240,7 +243,8 @@ class TransformerEncoderLayer(_SharedBlocks, Module):
         self.activation = activation
         self._activation_cache = None
 
-    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False):
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False, *,
+                cache: KVCache | None = None, need_weights: bool = False):
         """src (S, B, D), or (B, S, D) with batch_first, or (S, D) unbatched -> the same shape.
 
         Inputs:
@@ -248,19 +252,29 @@ class TransformerEncoderLayer(_SharedBlocks, Module):
             src_mask: None, (S, S) or (B*H, S, S); bool True = may NOT attend, or float added
             src_key_padding_mask: None or (B, S) ((S,) unbatched); bool True = padding, or float added
             is_causal: with ``src_mask`` None, build the causal mask (torch needs the mask as well)
+            cache: None, or the self-attention's :class:`~numpy_transformer.nn.attention.KVCache` with P
+                earlier positions (decoding, inference only): ``src`` holds only the new positions, and the
+                masks cover all P + S keys: ``src_mask`` (S, P+S), ``src_key_padding_mask`` (B, P+S)
+            need_weights: also return the self-attention probabilities of every head
+
+        Returns:
+            out: (B, S, D), or ``(out, weights)`` with weights (B, H, S, P+S) when ``need_weights``
         """
         B, S = _check_sequence("src", src, self.d_model, self.self_attn.batch_first)
-        _check_mask("src_mask", src_mask, [(S, S), ((B or 1) * self.nhead, S, S)])
-        _check_mask("src_key_padding_mask", src_key_padding_mask, [_padding_shape(B, S)])
-        masks = (src_mask, src_key_padding_mask, _causal_flag("is_causal", is_causal))
+        keys = S + (0 if cache is None else len(cache))              # the cached positions are keys too
+        _check_mask("src_mask", src_mask, [(S, keys), ((B or 1) * self.nhead, S, keys)])
+        _check_mask("src_key_padding_mask", src_key_padding_mask, [_padding_shape(B, keys)])
+        masks = (src_mask, src_key_padding_mask, _causal_flag("is_causal", is_causal), cache, need_weights)
         x = src
         if self.norm_first:
-            x = x + self._sa_block(self.norm1(x), *masks)
+            attended, weights = self._sa_block(self.norm1(x), *masks)
+            x = x + attended
             x = x + self._ff_block(self.norm2(x), self.dropout2)
         else:
-            x = self.norm1(x + self._sa_block(x, *masks))
+            attended, weights = self._sa_block(x, *masks)
+            x = self.norm1(x + attended)
             x = self.norm2(x + self._ff_block(x, self.dropout2))
-        return x
+        return (x, weights) if need_weights else x
 
     def backward(self, dout):
         """dout (B, S, D) -> dsrc (B, S, D); adds into every parameter's ``.grad``."""
@@ -312,7 +326,8 @@ class TransformerDecoderLayer(_SharedBlocks, Module):
         self._activation_cache = None
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                memory_key_padding_mask=None, tgt_is_causal: bool = False, memory_is_causal: bool = False):
+                memory_key_padding_mask=None, tgt_is_causal: bool = False, memory_is_causal: bool = False, *,
+                cache: KVCache | None = None, memory_cache: KVCache | None = None, need_weights: bool = False):
         """tgt (T, B, D), memory (S, B, D) -> (T, B, D); batch-first (B, T, D) with batch_first; (T, D) unbatched.
 
         Inputs:
@@ -320,32 +335,51 @@ class TransformerDecoderLayer(_SharedBlocks, Module):
                 (bool True = may NOT attend, or float added)
             tgt_key_padding_mask: None or (B, T); memory_key_padding_mask: None or (B, S) (unbatched: (T,), (S,))
             tgt_is_causal / memory_is_causal: with the matching mask None, build the causal mask
+            cache: None, or the self-attention's :class:`~numpy_transformer.nn.attention.KVCache` with P
+                earlier target positions (decoding): ``tgt`` holds the new positions only, ``tgt_mask`` is
+                (T, P+T) and ``tgt_key_padding_mask`` (B, P+T)
+            memory_cache: None, or a ``KVCache(static=True)`` for the cross-attention: the memory's keys
+                and values are projected on the first call and reused after
+            need_weights: also return the self- and cross-attention probabilities of every head
+
+        Returns:
+            out: (B, T, D), or ``(out, self_weights (B, H, T, P+T), cross_weights (B, H, T, S))`` when
+            ``need_weights``
         """
         batch_first = self.self_attn.batch_first
         B, T = _check_sequence("tgt", tgt, self.d_model, batch_first)
         _, S = _check_sequence("memory", memory, self.d_model, batch_first, batch=B)
         BH = (B or 1) * self.nhead
-        _check_mask("tgt_mask", tgt_mask, [(T, T), (BH, T, T)])
+        keys = T + (0 if cache is None else len(cache))              # the cached positions are keys too
+        _check_mask("tgt_mask", tgt_mask, [(T, keys), (BH, T, keys)])
         _check_mask("memory_mask", memory_mask, [(T, S), (BH, T, S)])
-        _check_mask("tgt_key_padding_mask", tgt_key_padding_mask, [_padding_shape(B, T)])
+        _check_mask("tgt_key_padding_mask", tgt_key_padding_mask, [_padding_shape(B, keys)])
         _check_mask("memory_key_padding_mask", memory_key_padding_mask, [_padding_shape(B, S)])
-        self_masks = (tgt_mask, tgt_key_padding_mask, _causal_flag("tgt_is_causal", tgt_is_causal))
-        memory_masks = (memory_mask, memory_key_padding_mask, _causal_flag("memory_is_causal", memory_is_causal))
+        self_masks = (tgt_mask, tgt_key_padding_mask, _causal_flag("tgt_is_causal", tgt_is_causal), cache,
+                      need_weights)
+        memory_masks = (memory_mask, memory_key_padding_mask, _causal_flag("memory_is_causal", memory_is_causal),
+                        memory_cache, need_weights)
         x = tgt
         if self.norm_first:
-            x = x + self._sa_block(self.norm1(x), *self_masks)
-            x = x + self._mha_block(self.norm2(x), memory, *memory_masks)
+            attended, self_weights = self._sa_block(self.norm1(x), *self_masks)
+            x = x + attended
+            attended, cross_weights = self._mha_block(self.norm2(x), memory, *memory_masks)
+            x = x + attended
             x = x + self._ff_block(self.norm3(x), self.dropout3)
         else:
-            x = self.norm1(x + self._sa_block(x, *self_masks))
-            x = self.norm2(x + self._mha_block(x, memory, *memory_masks))
+            attended, self_weights = self._sa_block(x, *self_masks)
+            x = self.norm1(x + attended)
+            attended, cross_weights = self._mha_block(x, memory, *memory_masks)
+            x = self.norm2(x + attended)
             x = self.norm3(x + self._ff_block(x, self.dropout3))
-        return x
+        return (x, self_weights, cross_weights) if need_weights else x
 
-    def _mha_block(self, x, memory, attn_mask, key_padding_mask, is_causal):
-        x = self.multihead_attn(x, memory, memory, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                                need_weights=False, is_causal=is_causal)[0]
-        return self.dropout2(x)
+    def _mha_block(self, x, memory, attn_mask, key_padding_mask, is_causal, cache=None, need_weights=False):
+        """Returns ``(dropout2(multihead_attn(x, memory, memory)), weights)``; weights (B, H, T, S) or None."""
+        x, weights = self.multihead_attn(x, memory, memory, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                                         need_weights=need_weights, average_attn_weights=False,
+                                         is_causal=is_causal, cache=cache)
+        return self.dropout2(x), weights
 
     def _mha_block_backward(self, dout):
         """Returns (dx, dmemory)."""

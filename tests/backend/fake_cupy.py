@@ -221,7 +221,7 @@ def scatter_add(target, index, values):
 
 FUNCTIONS = (
     "zeros ones empty full arange linspace eye zeros_like ones_like empty_like full_like triu tril where "
-    "swapaxes transpose moveaxis reshape expand_dims squeeze concatenate stack broadcast_to take "
+    "swapaxes transpose moveaxis reshape expand_dims squeeze concatenate stack broadcast_to take repeat "
     "take_along_axis put_along_axis einsum sum mean max min amax amin argmax argmin argsort sort cumsum any all "
     "isnan isfinite isinf clip abs sign round outer diag count_nonzero nonzero unique allclose array_equal"
 )

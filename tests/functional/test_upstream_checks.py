@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from numpy_transformer import functional as F
-from numpy_transformer.models.bert import (
+from numpy_transformer.functional.pooling import (
     l2_normalize_backward,
     l2_normalize_forward,
     mean_pooling_backward,
