@@ -24,6 +24,7 @@ FUNCTIONAL = [
     "feedforward",
     "patchify",
     "losses",
+    "pooling",
     "rmsnorm",
     "silu",
     "swiglu",

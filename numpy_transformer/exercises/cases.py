@@ -259,6 +259,17 @@ CASES: dict[str, list[Case]] = {
                  t[0].reshape(-1, 5), t[1].reshape(-1), ignore_index=-100, label_smoothing=eps))
         for eps in (0.0, 0.1)
     ],
+    "mean_pooling_backward": [
+        Case("hidden (2, 4, 3), the second sentence padded after 2 tokens", "mean_pooling_forward",
+             lambda rng: [rng.standard_normal((2, 4, 3)), np.array([[1, 1, 1, 1], [1, 1, 0, 0]])],
+             ("hidden", "attention_mask"), ("hidden",),
+             torch=lambda torch, t, cache: (t[0] * t[1][..., None]).sum(1)
+             / t[1].sum(1, keepdim=True).clamp(min=1e-9)),
+    ],
+    "l2_normalize_backward": [
+        Case("x (3, 4)", "l2_normalize_forward", _normal(3, 4), ("x",), ("x",),
+             torch=lambda torch, t, cache: torch.nn.functional.normalize(t[0], dim=-1)),
+    ],
     "rmsnorm_backward": [
         Case("x (2, 3, 5), random weight", "rmsnorm_forward",
              lambda rng: [rng.standard_normal((2, 3, 5)) + 0.5, rng.standard_normal(5)],

@@ -126,7 +126,7 @@ def _run(module, function: str, case: Case, inputs: list, rng: np.random.Generat
     return out, cache, upstream, grads
 
 
-def _finite_differences(module, function: str, case: Case, inputs: list) -> None:
+def _finite_differences(module, function: str, case: Case, inputs: list, seed: int) -> None:
     backward = getattr(module, function)
     keep = [i for i, name in enumerate(case.grads) if name is not None]
     wrt = [case.names.index(case.grads[i]) for i in keep]
@@ -137,7 +137,7 @@ def _finite_differences(module, function: str, case: Case, inputs: list) -> None
         return tuple(grads[i] for i in keep)
 
     report = _call(gradcheck, getattr(module, case.forward), selected, inputs, names=list(case.names), wrt=wrt,
-                   kwargs=case.kwargs, tol=FD_TOLERANCE)
+                   kwargs=case.kwargs, tol=FD_TOLERANCE, seed=seed)
     wrong = sorted(((err, name) for name, err in report.errors.items() if not err <= FD_TOLERANCE), reverse=True)
     if wrong:
         errors = ", ".join(f"d{name} {err:.1e}" for err, name in wrong)
@@ -184,15 +184,18 @@ def grade_function(module, exercise: Exercise, torch=None, seed: int = 0) -> Res
     checks = set()
     try:
         for number, case in enumerate(cases):
-            inputs = case.make(np.random.default_rng([seed, number]))
-            _run(module, exercise.function, case, inputs, np.random.default_rng([seed, number, 1]))
+            # four independent streams: the inputs, and the upstream gradients of the three checks. (A seed
+            # sequence ignores trailing zeros, so each list starts with its own nonzero tag.)
+            inputs = case.make(np.random.default_rng([1, seed, number]))
+            _run(module, exercise.function, case, inputs, np.random.default_rng([2, seed, number]))
             if case.finite_differences:
-                _finite_differences(module, exercise.function, case, inputs)
+                _finite_differences(module, exercise.function, case, inputs, seed=int(np.random.SeedSequence(
+                    [3, seed, number]).generate_state(1)[0]))
                 checks.add("finite differences")
             if torch is not None and case.torch is not None:
                 for dtype in (np.float64, np.float32):
                     _against_torch(torch, module, exercise.function, case, _as_dtype(inputs, dtype),
-                                   np.random.default_rng([seed, number, 2]))
+                                   np.random.default_rng([4, seed, number]))
                 checks.add("PyTorch float64 and float32")
     except _Failure as failure:
         return Result(exercise, failure.status, failure.message)
