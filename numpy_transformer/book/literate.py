@@ -91,7 +91,7 @@ def sections(source: str) -> list[Section]:
         result.append(Section("module", notes=module_doc))
 
     total = len(source.splitlines())
-    number, previous_was_comment = 1, False
+    number, previous_was_comment, previous_was_exercise = 1, False, False
     while number <= total:
         if number in skip:
             number += 1
@@ -119,6 +119,11 @@ def sections(source: str) -> list[Section]:
                 pass                                            # the end of an exercise is not shown
             elif begin:
                 result.append(Section("exercise", notes=begin.group("statement")))
+            elif (previous_was_exercise and result[-1].kind == "exercise" and not result[-1].lines
+                  and not text.strip().startswith(("forward:", "Plainly"))):
+                result[-1].notes += " " + text.strip()         # the exercise's statement goes on
+                number += 1
+                continue
             elif divider:
                 result.append(Section("divider", title=divider.group("title")))
             elif previous_was_comment and result and result[-1].kind == "comment" and not result[-1].lines:
@@ -126,12 +131,13 @@ def sections(source: str) -> list[Section]:
             else:
                 result.append(Section("comment", notes=text))
             previous_was_comment = not (divider or begin or end)
+            previous_was_exercise = bool(begin)
             number += 1
             continue
         if not result:
             result.append(Section("code"))
         result[-1].lines.append(number)
-        previous_was_comment = False
+        previous_was_comment = previous_was_exercise = False
         number += 1
     return result
 

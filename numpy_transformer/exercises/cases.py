@@ -47,7 +47,7 @@ def _attention_torch(torch, inputs, cache, mask=None, is_causal=False):
         T, S = scores.shape[-2:]
         scores = scores.masked_fill(torch.ones(T, S, dtype=torch.bool).triu(1), -math.inf)
     weights = torch.softmax(scores, dim=-1)
-    if cache["keep_scale"] is not None:
+    if cache.get("keep_scale") is not None:
         weights = weights * torch.as_tensor(cache["keep_scale"])
     return weights @ v
 
@@ -204,6 +204,19 @@ CASES: dict[str, list[Case]] = {
              lambda rng: [rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4)),
                           rng.standard_normal((2, 5, 2))],
              ("q", "k", "v"), ("q", "k", "v"), kwargs={"dropout_p": 0.3, "rng": 7}, torch=_attention_torch),
+    ],
+    "blocked_attention_backward": [
+        Case("q (2, 5, 3), k (2, 7, 3), v (2, 7, 2) in blocks of 2 queries and 3 keys, key padding",
+             "blocked_attention_forward",
+             lambda rng: [rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 7, 3)),
+                          rng.standard_normal((2, 7, 2)), np.arange(7) >= np.array([[[6]], [[4]]])],
+             ("q", "k", "v", "mask"), ("q", "k", "v"), kwargs={"query_block": 2, "key_block": 3},
+             torch=lambda torch, t, cache: _attention_torch(torch, t, cache, mask=t[3])),
+        Case("causal, T = S = 5, blocks of 2", "blocked_attention_forward",
+             lambda rng: [rng.standard_normal((1, 2, 5, 2)), rng.standard_normal((1, 2, 5, 2)),
+                          rng.standard_normal((1, 2, 5, 3))],
+             ("q", "k", "v"), ("q", "k", "v"), kwargs={"is_causal": True, "query_block": 2, "key_block": 2},
+             torch=lambda torch, t, cache: _attention_torch(torch, t, cache, is_causal=True)),
     ],
     "split_heads_backward": [
         Case("x (2, 3, 6) into 3 heads", "split_heads_forward", lambda rng: [rng.standard_normal((2, 3, 6)), 3],

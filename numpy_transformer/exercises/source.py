@@ -28,6 +28,8 @@ from ..book.contents import ordered_modules, source_path
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# EXERCISE: (?P<statement>.+?)\s*$")
 END = re.compile(r"^\s*# END EXERCISE\s*$")
+#: a comment line right after the marker continues the statement, unless it is a step's own comment
+CONTINUATION = re.compile(r"^\s*# (?!forward:|Plainly|END EXERCISE)(?P<text>.+?)\s*$")
 _RELATIVE_IMPORT = re.compile(r"^(?P<indent>\s*)from (?P<dots>\.+)(?P<module>[\w.]*) import ")
 
 
@@ -40,6 +42,7 @@ class Exercise:
     statement: str
     begin_line: int      # 1-based line numbers of the two markers in the reference source
     end_line: int
+    statement_lines: int = 1  # the marker line and the comment lines that continue its statement
 
 
 def _enclosing_functions(source: str) -> dict[int, str]:
@@ -63,24 +66,29 @@ def _enclosing_functions(source: str) -> dict[int, str]:
 def find_exercises(source: str, module: str) -> list[Exercise]:
     """The marked regions of one source file, checked: markers pair up, one region per function, inside it."""
     owner = _enclosing_functions(source)
+    lines = source.splitlines()
     exercises, open_marker = [], None
-    for number, line in enumerate(source.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if BEGIN.match(line):
             if open_marker is not None:
                 raise ValueError(f"{module}.py line {number}: EXERCISE marker inside the region opened at line "
                                  f"{open_marker[0]}; expected '# END EXERCISE' first")
-            open_marker = (number, BEGIN.match(line).group("statement"))
+            statement, count = [BEGIN.match(line).group("statement")], 1
+            while number + count <= len(lines) and CONTINUATION.match(lines[number + count - 1]):
+                statement.append(CONTINUATION.match(lines[number + count - 1]).group("text"))
+                count += 1
+            open_marker = (number, " ".join(statement), count)
         elif END.match(line):
             if open_marker is None:
                 raise ValueError(f"{module}.py line {number}: '# END EXERCISE' without an EXERCISE marker above it")
-            begin, statement = open_marker
+            begin, statement, count = open_marker
             function = owner.get(begin)
             if function is None or owner.get(number) != function:
                 raise ValueError(f"{module}.py lines {begin}-{number}: an exercise region must lie inside one "
                                  f"top-level function")
             if any(e.function == function for e in exercises):
                 raise ValueError(f"{module}.py line {begin}: a second exercise region in {function}; expected one")
-            exercises.append(Exercise(module, function, statement, begin, number))
+            exercises.append(Exercise(module, function, statement, begin, number, count))
             open_marker = None
     if open_marker is not None:
         raise ValueError(f"{module}.py line {open_marker[0]}: EXERCISE marker without '# END EXERCISE' below it")
@@ -122,8 +130,8 @@ def exercise_source(source: str, module: str, directory: str = "DIR", solutions:
             number += 1
             continue
         indent = BEGIN.match(line).group("indent")
-        out.append(line)
-        body = lines[number + 1: exercise.end_line - 1]
+        out.extend(lines[number:number + exercise.statement_lines])      # the marker and its statement
+        body = lines[number + exercise.statement_lines: exercise.end_line - 1]
         if solutions:
             out.extend(_absolute_import(body_line) for body_line in body)
         else:
