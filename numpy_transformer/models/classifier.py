@@ -138,7 +138,7 @@ class TransformerClassifier(Module):
                 return index
         return len(self.encoder.layers)
 
-    def freeze_bottom(self, n_layers: int) -> "TransformerClassifier":
+    def freeze_bottom(self, n_layers: int) -> TransformerClassifier:
         """Freeze the embeddings and the first ``n_layers`` encoder layers (0 freezes the embeddings only)."""
         if isinstance(n_layers, bool) or not isinstance(n_layers, (int, np.integer)) or not (
                 0 <= n_layers <= len(self.encoder.layers)):

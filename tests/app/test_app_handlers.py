@@ -8,9 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
-from reference import require
 
 from numpy_transformer.models.bert import BertClassifier
+from reference import require
 
 ROUNDING = 0.5 / 255 + 1e-12   # the attention pages store round(255 * weight)
 NON_LATIN = ["猫が好きです。 Кошка спит. القطة نائمة", "🙂🙂🙂 🎬 </script><b>bold</b> & \"quotes\""]

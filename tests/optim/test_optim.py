@@ -6,7 +6,14 @@ import pytest
 
 from numpy_transformer.nn import Parameter
 from numpy_transformer.optim import (
-    SGD, Adam, AdamW, LambdaLR, clip_grad_norm_, warmup_cosine, warmup_inverse_sqrt, warmup_linear_decay,
+    SGD,
+    Adam,
+    AdamW,
+    LambdaLR,
+    clip_grad_norm_,
+    warmup_cosine,
+    warmup_inverse_sqrt,
+    warmup_linear_decay,
 )
 from reference import to_torch
 
@@ -55,9 +62,11 @@ def test_adam_matches_torch(rng, torch, amsgrad):
 
 def test_adamw_param_groups_without_decay_on_biases_match_torch(rng, torch):
     def groups(params):
-        return [{"params": [params[0], params[2]], "weight_decay": 0.1}, {"params": [params[1]], "weight_decay": 0.0, "lr": 0.02}]
+        return [{"params": [params[0], params[2]], "weight_decay": 0.1},
+                {"params": [params[1]], "weight_decay": 0.0, "lr": 0.02}]
 
-    optimizer, _ = _run(rng, torch, lambda ps: AdamW(groups(ps), lr=0.01), lambda ts: torch.optim.AdamW(groups(ts), lr=0.01))
+    optimizer, _ = _run(rng, torch, lambda ps: AdamW(groups(ps), lr=0.01),
+                        lambda ts: torch.optim.AdamW(groups(ts), lr=0.01))
     assert optimizer.step_count == STEPS
 
 
