@@ -224,7 +224,8 @@ def test_size_of_a_6_layer_12_head_view_of_128_tokens(rng):
     print(f"\nHTML size of a 6-layer, 12-head view of 128 tokens: {size:,} bytes")
     assert 4 * stored / 3 <= size <= 4 * stored / 3 + 40_000       # base64 of one byte per weight, plus the page
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    quoted = re.search(r"a 6-layer, 12-head view of 128\s+tokens is a ([\d.]+) MB page", readme)
+    quoted = re.search(r"6-layer, 12-head view of 128\s+tokens that `demos/attention_view.py` saves \(MiniLM reading a "
+                       r"paragraph\) is a ([\d.]+) MB page", readme)
     assert quoted and float(quoted.group(1)) == round(size / 1e6, 1), "README's size of the page"
     assert_page_holds(view.html, "self-attention", weights, view.sets[0].query_tokens, view.sets[0].key_tokens)
 
