@@ -54,6 +54,9 @@ from numpy_transformer.nn.transformer import (  # noqa: E402
     TransformerEncoderLayer,
 )
 
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import twins  # noqa: E402  (tests/twins.py: the PyTorch twins of the models, shared with the tests)
+
 SEED = 0
 PAD = 0
 SENTENCES = [
@@ -193,12 +196,7 @@ def row_positional(rng, dtype, z):
     table = F.sinusoidal_table(z.T + offset + 4, z.D, dtype=dtype)
     out, cache = F.positional_encoding_forward(x, table, offset=offset)
     dx = F.positional_encoding_backward(dout, cache)
-    td = tdtype(dtype)  # the table written out in torch, in the compared dtype
-    position = torch.arange(table.shape[0], dtype=td)[:, None]
-    frequency = 10000.0 ** (-torch.arange(0, z.D, 2, dtype=td) / z.D)
-    pe = torch.zeros(table.shape[0], z.D, dtype=td)
-    pe[:, 0::2] = torch.sin(position * frequency)
-    pe[:, 1::2] = torch.cos(position * frequency[: z.D // 2])
+    pe = twins.sinusoidal(torch, table.shape[0], z.D, tdtype(dtype))  # written out in torch, in the compared dtype
     tx = tt(x, True)
     tout = tx + pe[offset:offset + z.T]
     tout.backward(tt(dout))
@@ -246,6 +244,27 @@ def row_attention(rng, dtype, z):
             ("dk", dk, tk.grad), ("dv", dv, tv.grad),
             ("out[fully masked] == 0", out[~rows], np.zeros_like(out[~rows])),
             ("dq[fully masked] == 0", dq[~rows], np.zeros_like(dq[~rows]))]
+
+
+def row_blocked_attention(rng, dtype, z):
+    """The blocked pair against torch's scaled_dot_product_attention: causal + key padding, blocks of 8 positions
+    (several blocks at the default sizes), one sequence with every key padded (zero upstream gradient there)."""
+    B, H, T, S, Dh = z.B, z.H, z.T, z.S, z.D // z.H
+    q, k, v = (normal(rng, (B, H, n, Dh), dtype, 1.5) for n in (T, S, S))
+    dout = normal(rng, (B, H, T, Dh), dtype)
+    padding = np.zeros((B, 1, 1, S), dtype=bool)
+    padding[0, ..., S - min(3, S - 1):] = True
+    padding[B - 1] = True                                  # the last sequence may attend to nothing
+    out, cache = F.blocked_attention_forward(q, k, v, mask=padding, is_causal=True, query_block=8, key_block=8)
+    dq, dk, dv = F.blocked_attention_backward(dout, cache)
+    keep = slice(0, B - 1)
+    additive = np.where(padding | causal(T, S), -np.inf, 0.0).astype(dtype)[keep]
+    tq, tk, tv = tt(q[keep], True), tt(k[keep], True), tt(v[keep], True)
+    tout = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=tt(additive))
+    tout.backward(tt(dout[keep]))
+    return [("out", out[keep], tout), ("dq", dq[keep], tq.grad), ("dk", dk[keep], tk.grad),
+            ("dv", dv[keep], tv.grad), ("out[fully masked] == 0", out[B - 1], np.zeros_like(out[B - 1])),
+            ("dk[fully masked] == 0", dk[B - 1], np.zeros_like(dk[B - 1]))]
 
 
 def row_heads(rng, dtype, z):
@@ -303,7 +322,7 @@ def row_feedforward(rng, dtype, z):
     tout = lin(torch.nn.functional.gelu(lin(tx, tw1, tb1)), tw2, tb2)
     tout.backward(tt(dout))
     names = ["dx", "dw1", "db1", "dw2", "db2"]
-    return [("out", out, tout)] + [(n, g, t.grad) for n, g, t in zip(names, grads, tensors)]
+    return [("out", out, tout)] + [(n, g, t.grad) for n, g, t in zip(names, grads, tensors, strict=True)]
 
 
 def row_layernorm(rng, dtype, z):
@@ -679,15 +698,6 @@ def row_gqa_module(rng, dtype, z):
 
 # ---------------------------------------------------------------------------------------------- model rows
 
-def _sinusoidal_torch(max_len, D, td):
-    position = torch.arange(max_len, dtype=td)[:, None]
-    frequency = 10000.0 ** (-torch.arange(0, D, 2, dtype=td) / D)
-    pe = torch.zeros(max_len, D, dtype=td)
-    pe[:, 0::2] = torch.sin(position * frequency)
-    pe[:, 1::2] = torch.cos(position * frequency[: D // 2])
-    return pe
-
-
 def _padded_ids(rng, B, L, low, high, min_len=2):
     ids = rng.integers(low, high, size=(B, L))
     lengths = rng.integers(min_len, L + 1, size=B)
@@ -696,36 +706,18 @@ def _padded_ids(rng, B, L, low, high, min_len=2):
     return ids
 
 
+def _model_pairs(ours, theirs, ours_logits, their_logits, loss, their_loss):
+    """Logits, loss and every parameter gradient of a model and its twin (the backward already run)."""
+    return [("logits", ours_logits, their_logits), ("loss", loss, their_loss)] + param_pairs(ours, theirs)
+
+
 def row_seq2seq(rng, dtype, z):
     """Tied generator, label smoothing 0.1, padding in source and target (ignored by the loss)."""
-    V_src, V_tgt, max_len = z.V, z.V + 7, 64
+    V_src, V_tgt = z.V, z.V + 7
     ours = randomize(Seq2SeqTransformer(V_src, V_tgt, d_model=z.D, nhead=z.H, num_encoder_layers=z.layers,
                                         num_decoder_layers=z.layers, dim_feedforward=z.F, dropout=0.0,
-                                        max_len=max_len, pad_id=PAD, tie_weights=True, dtype=dtype, rng=SEED), rng)
-    td = tdtype(dtype)
-    D = z.D
-
-    class TorchTranslator(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.src_embed = torch.nn.Embedding(V_src, D, padding_idx=PAD, dtype=td)
-            self.tgt_embed = torch.nn.Embedding(V_tgt, D, padding_idx=PAD, dtype=td)
-            self.transformer = torch.nn.Transformer(D, z.H, z.layers, z.layers, z.F, dropout=0.0, batch_first=True,
-                                                    dtype=td)
-            self.generator = torch.nn.Linear(D, V_tgt, dtype=td)
-            self.generator.weight = self.tgt_embed.weight
-            self.register_buffer("pe", _sinusoidal_torch(max_len, D, td), persistent=False)
-
-        def forward(self, src, tgt):
-            S, T = src.shape[1], tgt.shape[1]
-            src_pad, tgt_pad = src == PAD, tgt == PAD
-            s = self.src_embed(src) * math.sqrt(D) + self.pe[:S]
-            t = self.tgt_embed(tgt) * math.sqrt(D) + self.pe[:T]
-            h = self.transformer(s, t, tgt_mask=torch.tensor(causal(T)), src_key_padding_mask=src_pad,
-                                 tgt_key_padding_mask=tgt_pad, memory_key_padding_mask=src_pad)
-            return self.generator(h)
-
-    theirs = twin_load(TorchTranslator(), ours)
+                                        max_len=64, pad_id=PAD, tie_weights=True, dtype=dtype, rng=SEED), rng)
+    theirs = twins.translator_twin(torch, ours)
     src = _padded_ids(rng, z.B, z.S, 1, V_src)
     tgt = _padded_ids(rng, z.B, z.T + 1, 1, V_tgt, min_len=3)
     tgt_in, tgt_out = tgt[:, :-1].copy(), tgt[:, 1:].copy()
@@ -737,40 +729,14 @@ def row_seq2seq(rng, dtype, z):
     tloss = torch.nn.functional.cross_entropy(tlogits.reshape(-1, V_tgt), tt(tgt_out).reshape(-1),
                                               ignore_index=PAD, label_smoothing=0.1)
     tloss.backward()
-    return [("logits", logits, tlogits), ("loss", loss, tloss)] + param_pairs(ours, theirs)
-
-
-def _torch_blocks(z, td, norm_first, activation="gelu"):
-    return torch.nn.ModuleList([
-        torch.nn.TransformerEncoderLayer(z.D, z.H, z.F, dropout=0.0, activation=activation, batch_first=True,
-                                         norm_first=norm_first, dtype=td)
-        for _ in range(z.layers)
-    ])
+    return _model_pairs(ours, theirs, logits, tlogits, loss, tloss)
 
 
 def row_gpt(rng, dtype, z):
     """Causal self-attention, tied output head, some targets ignored."""
-    max_len = z.T + 8
     ours = randomize(GPT(z.V, d_model=z.D, nhead=z.H, num_layers=z.layers, dim_feedforward=z.F, dropout=0.0,
-                         max_len=max_len, dtype=dtype, rng=SEED), rng)
-    td = tdtype(dtype)
-
-    class TorchGPT(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.wte = torch.nn.Embedding(z.V, z.D, dtype=td)
-            self.wpe = torch.nn.Embedding(max_len, z.D, dtype=td)
-            self.blocks = _torch_blocks(z, td, norm_first=True)
-            self.ln_f = torch.nn.LayerNorm(z.D, dtype=td)
-
-        def forward(self, ids):
-            T = ids.shape[1]
-            x = self.wte(ids) + self.wpe.weight[:T]
-            for block in self.blocks:
-                x = block(x, src_mask=torch.tensor(causal(T)))
-            return self.ln_f(x) @ self.wte.weight.T
-
-    theirs = twin_load(TorchGPT(), ours)
+                         max_len=z.T + 8, dtype=dtype, rng=SEED), rng)
+    theirs = twins.gpt_twin(torch, ours)
     ids = rng.integers(0, z.V, size=(z.B, z.T))
     targets = rng.integers(0, z.V, size=(z.B, z.T))
     targets[1 % z.B, z.T // 2:] = -100
@@ -781,42 +747,17 @@ def row_gpt(rng, dtype, z):
     tlogits = theirs(tt(ids))
     tloss = torch.nn.functional.cross_entropy(tlogits.reshape(-1, z.V), tt(targets).reshape(-1))
     tloss.backward()
-    return [("logits", logits, tlogits), ("loss", loss, tloss)] + param_pairs(ours, theirs)
+    return _model_pairs(ours, theirs, logits, tlogits, loss, tloss)
 
 
 def row_vit(rng, dtype, z):
     (h, w), P = z.image, z.patch
-    classes = 5
-    ours = randomize(VisionTransformer((h, w), P, in_channels=z.C, num_classes=classes, d_model=z.D, nhead=z.H,
+    ours = randomize(VisionTransformer((h, w), P, in_channels=z.C, num_classes=5, d_model=z.D, nhead=z.H,
                                        num_layers=z.layers, dim_feedforward=z.F, dropout=0.0, dtype=dtype,
                                        rng=SEED), rng)
-    td = tdtype(dtype)
-
-    class Patches(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.proj = torch.nn.Conv2d(z.C, z.D, kernel_size=P, stride=P, dtype=td)
-
-    class TorchViT(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.patch_embed = Patches()
-            self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, z.D, dtype=td))
-            self.pos_embed = torch.nn.Parameter(torch.zeros(1, ours.num_patches + 1, z.D, dtype=td))
-            layer = torch.nn.TransformerEncoderLayer(z.D, z.H, z.F, dropout=0.0, activation="gelu",
-                                                     batch_first=True, norm_first=True, dtype=td)
-            self.encoder = torch.nn.TransformerEncoder(layer, z.layers, norm=torch.nn.LayerNorm(z.D, dtype=td),
-                                                       enable_nested_tensor=False)
-            self.head = torch.nn.Linear(z.D, classes, dtype=td)
-
-        def forward(self, images):
-            x = self.patch_embed.proj(images).flatten(2).transpose(1, 2)
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-            return self.head(self.encoder(x)[:, 0])
-
-    theirs = twin_load(TorchViT(), ours)
+    theirs = twins.vit_twin(torch, ours)
     images = normal(rng, (z.B, z.C, h, w), dtype)
-    labels = rng.integers(0, classes, size=z.B)
+    labels = rng.integers(0, 5, size=z.B)
     logits = ours(images)
     loss, cache = F.cross_entropy_forward(logits, labels)
     ours.zero_grad()
@@ -825,36 +766,16 @@ def row_vit(rng, dtype, z):
     tlogits = theirs(timages)
     tloss = torch.nn.functional.cross_entropy(tlogits, tt(labels))
     tloss.backward()
-    return ([("logits", logits, tlogits), ("loss", loss, tloss), ("dimages", dimages, timages.grad)]
-            + param_pairs(ours, theirs))
+    return [("dimages", dimages, timages.grad)] + _model_pairs(ours, theirs, logits, tlogits, loss, tloss)
 
 
 def row_classifier(rng, dtype, z):
     """Mean pooling over the real tokens, key padding (one sequence of a single token)."""
-    classes, max_len = 4, z.T + 4
+    classes = 4
     ours = randomize(TransformerClassifier(z.V, classes, d_model=z.D, nhead=z.H, num_layers=z.layers,
-                                           dim_feedforward=z.F, dropout=0.0, max_len=max_len, pooling="mean",
+                                           dim_feedforward=z.F, dropout=0.0, max_len=z.T + 4, pooling="mean",
                                            pad_id=PAD, dtype=dtype, rng=SEED), rng)
-    td = tdtype(dtype)
-
-    class TorchClassifier(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.tok_embed = torch.nn.Embedding(z.V, z.D, padding_idx=PAD, dtype=td)
-            self.pos_embed = torch.nn.Embedding(max_len, z.D, dtype=td)
-            layer = torch.nn.TransformerEncoderLayer(z.D, z.H, z.F, dropout=0.0, activation="gelu",
-                                                     batch_first=True, dtype=td)
-            self.encoder = torch.nn.TransformerEncoder(layer, z.layers, enable_nested_tensor=False)
-            self.head = torch.nn.Linear(z.D, classes, dtype=td)
-
-        def forward(self, ids):
-            padding = ids == PAD
-            x = self.tok_embed(ids) + self.pos_embed.weight[:ids.shape[1]]
-            x = self.encoder(x, src_key_padding_mask=padding)
-            keep = (~padding).to(x.dtype)[..., None]
-            return self.head((x * keep).sum(1) / keep.sum(1))
-
-    theirs = twin_load(TorchClassifier(), ours)
+    theirs = twins.classifier_twin(torch, ours)
     ids = _padded_ids(rng, z.B, z.T, 1, z.V, min_len=1)
     ids[-1, 1:] = PAD
     labels = rng.integers(0, classes, size=z.B)
@@ -865,7 +786,7 @@ def row_classifier(rng, dtype, z):
     tlogits = theirs(tt(ids))
     tloss = torch.nn.functional.cross_entropy(tlogits, tt(labels))
     tloss.backward()
-    return [("logits", logits, tlogits), ("loss", loss, tloss)] + param_pairs(ours, theirs)
+    return _model_pairs(ours, theirs, logits, tlogits, loss, tloss)
 
 
 _BERT = {}
@@ -926,6 +847,7 @@ ROWS = [
     ("softmax", row_softmax),
     ("log-softmax", row_log_softmax),
     ("scaled dot-product attention", row_attention),
+    ("blocked attention", row_blocked_attention),
     ("split/merge heads", row_heads),
     ("relu", row_relu),
     ("gelu exact", row_gelu),
@@ -1002,7 +924,7 @@ def table_lines(results, markdown: bool):
         lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
         return lines
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    fmt = "  ".join("{:<%d}" % w for w in widths)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return [fmt.format(*header), fmt.format(*("-" * w for w in widths))] + [fmt.format(*row) for row in rows]
 
 

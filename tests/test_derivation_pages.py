@@ -7,6 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
+    "blocked_attention.md": "numpy_transformer/functional/blocked_attention.py",
     "rmsnorm.md": "numpy_transformer/functional/rmsnorm.py",
     "rope.md": "numpy_transformer/functional/rope.py",
     "gqa.md": "numpy_transformer/functional/gqa.py",

@@ -6,6 +6,7 @@
 4. ``embedding``   -- a gather forwards, a scatter-add backwards
 5. ``positional``  -- the sinusoidal table of "Attention Is All You Need"
 6. ``attention``   -- scaled dot-product attention with masks
+   ``blocked_attention`` -- the same, in blocks: memory linear in the sequence length
 7. ``heads``       -- splitting the model width into heads and merging them back
 8. ``layernorm``   -- normalization over the features of each token
 9. ``dropout``     -- inverted dropout
@@ -26,6 +27,7 @@ Every pair has the shape ``out, cache = name_forward(...)`` and ``grads = name_b
 """
 from .activations import activation_backward, activation_forward, gelu_backward, gelu_forward, relu_backward, relu_forward
 from .attention import causal_mask, scaled_dot_product_attention_backward, scaled_dot_product_attention_forward
+from .blocked_attention import blocked_attention_backward, blocked_attention_forward
 from .dropout import dropout_backward, dropout_forward
 from .embedding import embedding_backward, embedding_forward
 from .feedforward import feedforward_backward, feedforward_forward

@@ -88,18 +88,34 @@ import math
 import numpy as np
 
 from ..backend import as_dtype, get_array_module, seeded_generator
-from ..checks import check_array, check_float, check_ndim, check_positive_int, check_probability, check_shape
+from ..checks import (
+    check_array,
+    check_choice,
+    check_float,
+    check_ndim,
+    check_positive_int,
+    check_probability,
+    check_shape,
+)
 from ..functional.attention import (
     causal_mask,
     scaled_dot_product_attention_backward,
     scaled_dot_product_attention_forward,
 )
+from ..functional.blocked_attention import blocked_attention_backward, blocked_attention_forward
 from ..functional.heads import merge_heads_backward, merge_heads_forward, split_heads_backward, split_heads_forward
 from ..functional.linear import linear_backward, linear_forward
 from .layers import Linear
 from .module import Module, Parameter
 
-__all__ = ["MultiheadAttention", "KVCache", "merge_attention_masks", "causal_mask_after"]
+__all__ = ["MultiheadAttention", "KVCache", "merge_attention_masks", "causal_mask_after",
+           "BLOCKED_ATTENTION_MIN_SCORES"]
+
+#: ``attention="auto"`` computes attention in blocks (:mod:`~numpy_transformer.functional.blocked_attention`)
+#: from this many scores per (batch, head) on, T * S >= 1024 * 1024, where the full (B, H, T, S) float32 matrix
+#: takes 4 MiB per (batch, head), several times over in a training step, and grows with the square of the length
+BLOCKED_ATTENTION_MIN_SCORES = 1024 * 1024
+ATTENTION_CHOICES = ("auto", "full", "blocked")
 
 
 def _check_mask_dtype(name: str, mask) -> None:
@@ -326,14 +342,21 @@ class MultiheadAttention(Module):
             A 2-D input (T, D) is one unbatched sequence in either case.
         dtype: parameter dtype
         rng: int seed, NumPy Generator or None: initial weights and attention dropout
+        attention: how the scores are computed (not in torch; an attribute that may be changed later):
+            ``"full"`` forms the whole (B, H, T, S) matrix (:mod:`~numpy_transformer.functional.attention`);
+            ``"blocked"`` computes it in blocks with memory linear in T and S
+            (:mod:`~numpy_transformer.functional.blocked_attention`; no attention dropout, no weights);
+            ``"auto"`` is blocked from ``T * S >= BLOCKED_ATTENTION_MIN_SCORES`` on when neither the weights
+            nor attention dropout are asked for, and full otherwise
 
     Parameters (torch's names and initialisation): ``in_proj_weight`` (3D, D) Xavier-uniform,
     ``in_proj_bias`` (3D,) zeros, ``out_proj.weight`` (D, D) as ``Linear``, ``out_proj.bias`` (D,) zeros.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = False, dtype=np.float32, rng=None):
+                 batch_first: bool = False, dtype=np.float32, rng=None, attention: str = "auto"):
         super().__init__()
+        check_choice("attention", attention, ATTENTION_CHOICES)
         check_positive_int("embed_dim", embed_dim)
         check_positive_int("num_heads", num_heads)
         if embed_dim % num_heads != 0:
@@ -347,6 +370,7 @@ class MultiheadAttention(Module):
         self.head_dim = embed_dim // num_heads
         self.dropout = float(dropout)
         self.batch_first = bool(batch_first)
+        self.attention = attention
         generator = seeded_generator(rng)
         self._generator = generator
         dtype = as_dtype(dtype)
@@ -372,6 +396,21 @@ class MultiheadAttention(Module):
         if getattr(self, "_device_generator", None) is None:
             self._device_generator = xp.random.default_rng(int(self._generator.integers(2**63 - 1)))
         return self._device_generator
+
+    def _use_blocked(self, T: int, S: int, need_weights: bool, dropout_p: float) -> bool:
+        """Whether this forward computes attention in blocks (see ``attention`` in the class docstring)."""
+        check_choice("attention", self.attention, ATTENTION_CHOICES)
+        if self.attention == "full":
+            return False
+        if self.attention == "blocked":
+            if need_weights:
+                raise ValueError("need_weights: got True; expected False with attention='blocked', which never "
+                                 "forms the (T, S) weights (or set attention='auto' or 'full')")
+            if dropout_p > 0:
+                raise ValueError(f"attention: got 'blocked' with attention dropout {dropout_p} in training; "
+                                 "expected 'full' or 'auto' (blocked attention has no dropout), or eval()")
+            return True
+        return not need_weights and dropout_p == 0 and T * S >= BLOCKED_ATTENTION_MIN_SCORES
 
     def _check_inputs(self, query, key, value) -> str:
         """Check the inputs; returns their layout: "batch_first", "seq_first" or "unbatched"."""
@@ -445,7 +484,12 @@ class MultiheadAttention(Module):
         S = past if read_only else past + key.shape[1]
         if cache is not None and is_causal and attn_mask is None:
             attn_mask, is_causal = causal_mask_after(past, T, xp), False  # (T, P+T) or None
-        mask = merge_attention_masks(attn_mask, key_padding_mask, bool(is_causal), B, H, T, S, query.dtype, xp)
+        dropout_p = self.dropout if self.training else 0.0
+        blocked = self._use_blocked(T, S, need_weights, dropout_p)
+        # blocked attention applies is_causal block by block, never forming the (T, S) causal mask
+        causal_in_blocks = blocked and bool(is_causal) and attn_mask is None
+        mask = merge_attention_masks(attn_mask, key_padding_mask, bool(is_causal) and not causal_in_blocks,
+                                     B, H, T, S, query.dtype, xp)
 
         if read_only:
             path = "q"
@@ -477,11 +521,15 @@ class MultiheadAttention(Module):
             v_heads, v_split = split_heads_forward(v, H)         # (B, S, D) -> (B, H, S, Dh)
         if cache is not None and not read_only:
             k_heads, v_heads = cache.append(k_heads, v_heads)    # (B, H, P+S, Dh) each: earlier and new
-        dropout_p = self.dropout if self.training else 0.0
-        heads, weights, attention_cache = scaled_dot_product_attention_forward(
-            q_heads, k_heads, v_heads, mask=mask, dropout_p=dropout_p,
-            rng=self._dropout_generator(xp) if dropout_p > 0 else None,
-        )                                                        # heads (B, H, T, Dh), weights (B, H, T, S)
+        if blocked:
+            heads, attention_cache = blocked_attention_forward(q_heads, k_heads, v_heads, mask=mask,
+                                                               is_causal=causal_in_blocks)  # (B, H, T, Dh)
+            weights = None
+        else:
+            heads, weights, attention_cache = scaled_dot_product_attention_forward(
+                q_heads, k_heads, v_heads, mask=mask, dropout_p=dropout_p,
+                rng=self._dropout_generator(xp) if dropout_p > 0 else None,
+            )                                                    # heads (B, H, T, Dh), weights (B, H, T, S)
         merged, merge_cache = merge_heads_forward(heads)         # (B, H, T, Dh) -> (B, T, D)
         out = self.out_proj(merged)                              # (B, T, D) -> (B, T, D)
 
@@ -490,7 +538,7 @@ class MultiheadAttention(Module):
         else:
             self._cache = {
                 "path": path, "proj": proj_caches, "split": (q_split, k_split, v_split),
-                "attention": attention_cache, "merge": merge_cache,
+                "attention": attention_cache, "blocked": blocked, "merge": merge_cache,
                 "key_is_query": key is query, "value_is_query": value is query, "layout": layout,
             }
         out = _from_batch_first(out, layout)                     # (B, T, D) -> the layout of query, a view
@@ -528,7 +576,8 @@ class MultiheadAttention(Module):
         # forward: merged = merge_heads(heads)
         dheads = merge_heads_backward(dmerged, cache["merge"])   # (B, T, D) -> (B, H, T, Dh)
         # forward: heads = attention(q_heads, k_heads, v_heads, mask)
-        dq_heads, dk_heads, dv_heads = scaled_dot_product_attention_backward(dheads, cache["attention"])
+        attention_backward = blocked_attention_backward if cache["blocked"] else scaled_dot_product_attention_backward
+        dq_heads, dk_heads, dv_heads = attention_backward(dheads, cache["attention"])
         # forward: q_heads, k_heads, v_heads = split_heads(q), split_heads(k), split_heads(v)
         path, proj = cache["path"], cache["proj"]
         if path == "qkv":

@@ -228,7 +228,7 @@ FUNCTIONS = (
 UFUNCS = (
     "add subtract multiply divide true_divide negative power exp log log1p expm1 sqrt tanh sin cos "
     "maximum minimum equal not_equal less less_equal greater greater_equal logical_and logical_or "
-    "logical_not matmul square reciprocal"
+    "logical_not matmul square reciprocal floor"
 )
 _module = sys.modules[__name__]
 for _name in FUNCTIONS.split():

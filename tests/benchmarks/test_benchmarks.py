@@ -1,4 +1,6 @@
-"""The benchmark script runs end to end (``--quick``: tiny sizes) and writes its tables. No timing is asserted.
+"""The benchmark script runs end to end (``--quick``: tiny sizes) and writes its report, the long-sequence table
+and plot and the README tables; its parts (interleaved rounds, the paired ratio, the memory of one step, the
+load warning) do what they say. No timing is asserted.
 
 The GPU mode (``--device cuda``) runs here on the test-only fake CuPy of ``tests/backend/fake_cupy.py``, with
 PyTorch on the CPU under the explicit ``--allow-cpu-reference``; without CuPy it must exit 2 and say so.
@@ -16,9 +18,38 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = os.path.join(ROOT, "benchmarks", "run.py")
 sys.path.insert(0, ROOT)
 
-from benchmarks.run import RATE_COLUMNS, TIME_COLUMNS  # noqa: E402
-from benchmarks.workloads import (QUICK_SIZE, SEED, SIZES, WORKLOADS, encoder_layer_flops,  # noqa: E402
-                                  matmul_flops)
+from benchmarks import run  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
+    LONG_IMPLS,
+    QUICK_LONG_LENGTHS,
+    QUICK_SIZE,
+    SEED,
+    SIZES,
+    WORKLOADS,
+    Bench,
+    encoder_layer_flops,
+    matmul_flops,
+)
+
+#: "" where the memory of one step can be measured (Linux: fork, /proc/self/clear_refs), else the reason
+MEMORY_UNSUPPORTED = run.memory_supported()
+MEMORY = not MEMORY_UNSUPPORTED
+
+README_STUB = """# A project
+
+## Performance
+
+<!-- benchmarks/run.py: ratios -->
+an old table
+<!-- benchmarks/run.py: end ratios -->
+
+Long sequences:
+
+<!-- benchmarks/run.py: long sequences -->
+<!-- benchmarks/run.py: end long sequences -->
+
+The end.
+"""
 
 
 def _table_header_cells(text: str):
@@ -34,56 +65,146 @@ def quick_run(tmp_path_factory):
 
     require("torch")   # the script compares against PyTorch: skip (or fail under NT_REQUIRE_REFERENCES=1)
     out = tmp_path_factory.mktemp("bench")
-    markdown, raw = out / "x.md", out / "x.json"
-    proc = subprocess.run([sys.executable, SCRIPT, "--quick", "--markdown", str(markdown), "--json", str(raw)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
-    return proc, markdown, raw
+    paths = {"markdown": out / "x.md", "json": out / "x.json", "plot": out / "long.png", "readme": out / "README.md"}
+    paths["readme"].write_text(README_STUB)
+    command = [sys.executable, SCRIPT, "--quick"] + [f"--{key}={path}" for key, path in paths.items()]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    return proc, paths
 
 
-def test_quick_run_exits_zero(quick_run):
-    proc, markdown, raw = quick_run
+def test_quick_run_exits_zero_and_writes_everything(quick_run):
+    proc, paths = quick_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert markdown.exists() and raw.exists()
+    for path in paths.values():
+        assert path.exists() and path.stat().st_size > 0, path
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_every_workload_appears_or_says_why_not(quick_run):
-    proc, markdown, raw = quick_run
-    text = markdown.read_text()
-    rows = {row["workload"]: row for row in json.loads(raw.read_text())["rows"]}
+def test_every_workload_is_timed_in_rounds_and_measured(quick_run):
+    proc, paths = quick_run
+    text = paths["markdown"].read_text()
+    rows = {row["workload"]: row for row in json.loads(paths["json"].read_text())["rows"]}
     for name in (name for name, w in WORKLOADS.items() if "cpu" in w.devices):
         assert f"| {name} | {QUICK_SIZE.name} |" in text, name
         assert name in proc.stdout
-        assert name in rows
         row = rows[name]
         assert not row["error"], row["error"]
         if row["skip"]:
             assert "skipped:" in text and row["skip"] in text
-        else:
-            assert "ours fwd" in row["times_s"] and "torch fwd" in row["times_s"]
-            if WORKLOADS[name].training:
-                assert "ours f+b" in row["times_s"] and "torch f+b" in row["times_s"]
+            continue
+        modes = ("fwd", "f+b") if WORKLOADS[name].training else ("fwd",)
+        for impl in ("ours", "torch"):
+            for mode in modes:
+                assert len(row["times_s"][f"{impl} {mode}"]) == 1       # --quick: one round
+        if MEMORY:
+            assert all(row["memory"][impl]["rss_mb"] >= 0 for impl in ("ours", "torch")), row["memory"]
+            assert row["memory"]["ours"]["traced_mb"] > 0               # the step allocates arrays
 
 
-def test_markdown_has_the_columns_and_the_machine(quick_run):
-    _, markdown, _ = quick_run
-    text = markdown.read_text()
+def test_report_names_the_machine_and_has_the_tables(quick_run):
+    _, paths = quick_run
+    text = paths["markdown"].read_text()
     headers = _table_header_cells(text)
-    assert TIME_COLUMNS in headers
-    assert RATE_COLUMNS in headers
-    for needed in ("ours fwd ms", "torch fwd ms", "fwd ratio", "ours f+b ms", "torch f+b ms", "f+b ratio",
-                   "ours GFLOP/s f+b", "ours % floor", "ours traced MB", "ours RSS MB", "torch RSS MB"):
-        assert any(needed in header for header in headers), needed
-    assert "Machine:" in text and "NumPy" in text and "PyTorch" in text
-    assert "Thread pools" in text and "Matmul floor" in text
+    assert run.TIME_COLUMNS in headers
+    assert run.RATE_COLUMNS + run.CPU_MEMORY_COLUMNS in headers
+    assert run.LONG_COLUMNS in headers
+    assert "Machine:" in text and "usable cores" in text and "NumPy" in text and "PyTorch" in text
+    assert "Load average" in text and "Matmul floor" in text and "## Long sequences" in text
 
 
-def test_memory_subprocess_reports_json():
-    proc = subprocess.run([sys.executable, SCRIPT, "--memory", "layernorm", QUICK_SIZE.name, "ours"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(result) >= {"traced_mb", "rss_mb"}
-    assert result["traced_mb"] > 0
+def test_long_sequence_rows(quick_run):
+    _, paths = quick_run
+    long_rows = json.loads(paths["json"].read_text())["long"]
+    assert [row["T"] for row in long_rows] == list(QUICK_LONG_LENGTHS)
+    for row in long_rows:
+        assert not row["error"], row["error"]
+        assert set(row["times_s"]) == set(LONG_IMPLS)
+        if MEMORY:
+            assert set(row["memory"]) == set(LONG_IMPLS)
+            assert all(row["memory"][impl]["rss_mb"] >= 0 for impl in LONG_IMPLS)
+    text = paths["markdown"].read_text()
+    for T in QUICK_LONG_LENGTHS:
+        assert f"\n| T={T} | " in text
+
+
+def test_progress_lines_with_an_estimate_of_the_time_left(quick_run):
+    proc, _ = quick_run
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) >= len(WORKLOADS) and all("elapsed, about" in line and "left |" in line for line in lines)
+    assert lines[-1].split("]")[0].split("/")[0].strip("[ ") == lines[-1].split("]")[0].split("/")[1]
+
+
+def test_readme_tables_go_between_their_markers(quick_run):
+    _, paths = quick_run
+    text = paths["readme"].read_text()
+    assert "an old table" not in text
+    assert text.startswith("# A project") and text.rstrip().endswith("The end.")
+    ratios = text.split(run.README_TABLES["ratios"][0])[1].split(run.README_TABLES["ratios"][1])[0]
+    assert "Measured on" in ratios and "| one encoder layer (post-norm) |" in ratios
+    long_part = text.split(run.README_TABLES["long"][0])[1].split(run.README_TABLES["long"][1])[0]
+    assert run.LONG_COLUMNS[:-1] in _table_header_cells(long_part)
+
+
+def test_readme_without_markers_is_refused(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="--readme"):
+        run.update_readme(str(readme), {"ratios": "| a |"})
+    assert readme.read_text() == "# no markers\n"
+
+
+def test_rounds_alternate_between_the_callables():
+    calls = []
+    samples = run.time_interleaved({"ours": lambda: calls.append("ours"), "torch": lambda: calls.append("torch")},
+                                   repeats=3, warmup=2, min_sample=0.0)
+    assert calls == ["ours", "ours", "torch", "torch"] + ["ours", "torch"] * 3
+    assert {name: len(v) for name, v in samples.items()} == {"ours": 3, "torch": 3}
+
+
+def test_ratio_is_the_median_of_paired_rounds():
+    assert run.ratio_stats([2.0, 3.0, 10.0], [1.0, 1.0, 4.0]) == (2.5, 2.0, 3.0)
+
+
+def test_load_warning():
+    quiet = {"load_before": (0.4, 0.5, 0.5), "cores_usable": 2}
+    busy = {"load_before": (3.1, 2.0, 1.0), "cores_usable": 2}
+    assert run.busy_warning(quiet) == ""
+    assert "3.1" in run.busy_warning(busy) and "noisy" in run.busy_warning(busy)
+
+
+def test_memory_of_a_step_is_not_hidden_by_a_larger_peak_while_building():
+    """Building takes 200 MB in 1 MB arrays and frees them (the allocator keeps such memory for reuse, and it
+    stays resident), the step then holds 40 MB in 1 MB arrays: the step's 40 MB must show. Neither the growth
+    of the process's high-water mark nor the resident memory without handing freed memory back would see it."""
+    if MEMORY_UNSUPPORTED:
+        pytest.skip(MEMORY_UNSUPPORTED)
+
+    def build():
+        big = np.ones(16 * 2**20 // 8)            # freeing a 16 MB block raises glibc's threshold for heap blocks
+        del big
+        scratch = [np.ones(2**20 // 8) for _ in range(200)]
+        pin = np.ones(2**20 // 8)                  # allocated after the scratch, kept: the heap cannot shrink
+        del scratch
+
+        def step():
+            held = [np.ones(2**20 // 8) for _ in range(40)]
+            return sum(float(a[0]) for a in held) + float(pin[0])
+
+        return Bench(step, step)
+
+    result = run.measure_memory(build, "ours", warm=lambda: None)
+    assert 38 <= result["rss_mb"] <= 60, result
+    assert 39 <= result["traced_mb"] <= 42, result
+
+
+def test_memory_child_failure_is_reported():
+    if MEMORY_UNSUPPORTED:
+        pytest.skip(MEMORY_UNSUPPORTED)
+
+    def build():
+        raise RuntimeError("no such model")
+
+    assert "no such model" in run.measure_memory(build, "ours", warm=lambda: None)["error"]
 
 
 def test_unknown_workload_is_refused():
@@ -156,7 +277,8 @@ def fake_gpu(monkeypatch):
 
             monkeypatch.setattr(cupy, "copyto", copyto, raising=False)
         monkeypatch.setattr(cupy, "cuda", types.SimpleNamespace(runtime=runtime, Device=Device))
-        monkeypatch.setattr(cupy, "get_default_memory_pool", lambda pool=_FakePool(): pool, raising=False)
+        pool = _FakePool()
+        monkeypatch.setattr(cupy, "get_default_memory_pool", lambda: pool, raising=False)
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
         yield fake_cupy, syncs
 
@@ -176,12 +298,10 @@ def test_gpu_workloads_keep_our_arrays_on_the_device(fake_gpu):
 
 
 def test_gpu_quick_run_with_fake_cupy(fake_gpu, tmp_path, capsys):
-    from benchmarks.run import GPU_RATE_COLUMNS, main
-
     _, syncs = fake_gpu
     markdown, raw = tmp_path / "gpu.md", tmp_path / "gpu.json"
-    code = main(["--device", "cuda", "--quick", "--allow-cpu-reference", "--markdown", str(markdown),
-                 "--json", str(raw)])
+    code = run.main(["--device", "cuda", "--quick", "--allow-cpu-reference", "--markdown", str(markdown),
+                     "--json", str(raw)])
     captured = capsys.readouterr()
     assert code == 0, captured.out[-3000:] + captured.err[-3000:]
     assert syncs, "the device was never synchronized before reading the clock"
@@ -189,7 +309,7 @@ def test_gpu_quick_run_with_fake_cupy(fake_gpu, tmp_path, capsys):
     text = markdown.read_text()
     assert "Fake GPU 0" in text and "CuPy" in text and "PyTorch ran on the CPU" in text
     headers = _table_header_cells(text)
-    assert TIME_COLUMNS in headers and GPU_RATE_COLUMNS in headers
+    assert run.TIME_COLUMNS in headers and run.RATE_COLUMNS + run.GPU_MEMORY_COLUMNS in headers
     rows = {row["workload"]: row for row in json.loads(raw.read_text())["rows"]}
     expected = [name for name, w in WORKLOADS.items() if "cuda" in w.devices]
     assert {"translator", "translator_clip", "bert_finetune"} <= set(expected)
@@ -204,30 +324,23 @@ def test_gpu_quick_run_with_fake_cupy(fake_gpu, tmp_path, capsys):
             assert "ours f+b" in row["times_s"] and "torch f+b" in row["times_s"]
         assert row["memory"]["ours"]["peak_mb"] > 0                       # from the pool's high-water mark
         assert "unavailable" in row["memory"]["torch"]                    # torch on the CPU: no device counter
-    assert "omitted (-) where PyTorch runs on the CPU" in text
 
 
 def test_gpu_mode_refuses_torch_on_cpu_without_the_flag(fake_gpu, capsys):
-    from benchmarks.run import main
-
-    assert main(["--device", "cuda", "--quick", "--workloads", "layernorm"]) == 2
+    assert run.main(["--device", "cuda", "--quick", "--workloads", "layernorm"]) == 2
     err = capsys.readouterr().err
     assert "torch.cuda.is_available() is False" in err and "--allow-cpu-reference" in err
 
 
 def test_gpu_mode_without_cupy_exits_2(monkeypatch, capsys):
-    from benchmarks.run import main
-
     monkeypatch.setitem(sys.modules, "cupy", None)        # `import cupy` raises ImportError
-    assert main(["--device", "cuda", "--quick"]) == 2
+    assert run.main(["--device", "cuda", "--quick"]) == 2
     err = capsys.readouterr().err
     assert "--device cuda needs CuPy, which is not installed" in err
 
 
 def test_gpu_mode_without_cupy_exits_2_from_the_command_line():
-    from benchmarks.run import open_cuda
-
-    if open_cuda(allow_cpu_reference=True)[0] is not None:
+    if run.open_cuda(allow_cpu_reference=True)[0] is not None:
         pytest.skip("CuPy and a GPU are present here")
     proc = subprocess.run([sys.executable, SCRIPT, "--device", "cuda", "--quick"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)

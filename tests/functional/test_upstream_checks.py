@@ -32,6 +32,9 @@ def _pairs(rng):
         out, _, cache = F.scaled_dot_product_attention_forward(q, k, v, is_causal=True)
         return out, cache
 
+    def blocked():
+        return F.blocked_attention_forward(q, k, v, is_causal=True, query_block=2, key_block=2)
+
     def grouped():
         out, _, cache = F.grouped_query_attention_forward(q, k[:, :1], v[:, :1], is_causal=True)
         return out, cache
@@ -47,6 +50,7 @@ def _pairs(rng):
         "softmax": (lambda: F.softmax_forward(x), F.softmax_backward, "dout"),
         "log_softmax": (lambda: F.log_softmax_forward(x, axis=1), F.log_softmax_backward, "dout"),
         "attention": (attention, F.scaled_dot_product_attention_backward, "dout"),
+        "blocked_attention": (blocked, F.blocked_attention_backward, "dout"),
         "split_heads": (lambda: F.split_heads_forward(x, 2), F.split_heads_backward, "dout"),
         "merge_heads": (lambda: F.merge_heads_forward(q), F.merge_heads_backward, "dout"),
         "relu": (lambda: F.relu_forward(x), F.relu_backward, "dout"),

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 from reference import assert_close
+from twins import classifier_twin
 
 from numpy_transformer.gradcheck import gradcheck_module
 from numpy_transformer.io.checkpoint import load_checkpoint, save_checkpoint
@@ -11,36 +12,9 @@ PAD = 0
 
 
 def make_twin(torch, model):
-    """The classifier from torch.nn modules with our state_dict loaded; keys match one-to-one (``pos_embed``
-    is an Embedding whose weight is used as the position table, as our learned PositionalEncoding)."""
-    nn = torch.nn
-    V, D = model.tok_embed.weight.shape
-    layer = model.encoder.layers[0]
-
-    class TorchClassifier(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.tok_embed = nn.Embedding(V, D, padding_idx=PAD, dtype=torch.float64)
-            self.pos_embed = nn.Embedding(model.max_len, D, dtype=torch.float64)
-            encoder_layer = nn.TransformerEncoderLayer(D, layer.nhead, layer.linear1.weight.shape[0], dropout=0.0,
-                                                       activation="gelu", batch_first=True, dtype=torch.float64)
-            self.encoder = nn.TransformerEncoder(encoder_layer, len(model.encoder.layers), enable_nested_tensor=False)
-            self.head = nn.Linear(D, model.head.weight.shape[0], dtype=torch.float64)
-
-        def forward(self, ids):
-            padding = ids == PAD
-            x = self.tok_embed(ids) + self.pos_embed.weight[:ids.shape[1]]
-            x = self.encoder(x, src_key_padding_mask=padding)
-            if model.pooling == "cls":
-                return self.head(x[:, 0])
-            keep = (~padding).to(x.dtype)[..., None]
-            return self.head((x * keep).sum(1) / keep.sum(1))
-
+    """The classifier from torch.nn modules with our state_dict loaded (``twins.classifier_twin``)."""
     torch.backends.mha.set_fastpath_enabled(False)
-    twin = TorchClassifier()
-    twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()}, strict=True)
-    twin.train()
-    return twin
+    return classifier_twin(torch, model)
 
 
 def small_classifier(pooling="cls", dtype=np.float64, seed=0):

@@ -6,40 +6,13 @@ from numpy_transformer.gradcheck import gradcheck_module
 from numpy_transformer.io.checkpoint import load_checkpoint, save_checkpoint
 from numpy_transformer.models import GPT
 from reference import assert_close
+from twins import gpt_twin
 
 
 def make_twin(torch, model):
-    """GPT from torch.nn modules with our state_dict loaded; keys match one-to-one (``wpe`` is an Embedding
-    whose weight is used as the position table, as our learned PositionalEncoding)."""
-    nn = torch.nn
-    V, D = model.wte.weight.shape
-    block = model.blocks[0]
-
-    class TorchGPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.wte = nn.Embedding(V, D, dtype=torch.float64)
-            self.wpe = nn.Embedding(model.max_len, D, dtype=torch.float64)
-            self.blocks = nn.ModuleList([
-                nn.TransformerEncoderLayer(D, model.nhead, block.linear1.weight.shape[0], dropout=0.0,
-                                           activation="gelu", batch_first=True, norm_first=True, dtype=torch.float64)
-                for _ in model.blocks
-            ])
-            self.ln_f = nn.LayerNorm(D, dtype=torch.float64)
-
-        def forward(self, ids):
-            T = ids.shape[1]
-            x = self.wte(ids) + self.wpe.weight[:T]
-            causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
-            for layer in self.blocks:
-                x = layer(x, src_mask=causal)
-            return self.ln_f(x) @ self.wte.weight.T
-
+    """GPT from torch.nn modules with our state_dict loaded (``twins.gpt_twin``)."""
     torch.backends.mha.set_fastpath_enabled(False)
-    twin = TorchGPT()
-    twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()}, strict=True)
-    twin.train()
-    return twin
+    return gpt_twin(torch, model)
 
 
 def small_gpt(dtype=np.float64, seed=0, dropout=0.0):

@@ -1,6 +1,4 @@
 """Seq2SeqTransformer: a torch twin (logits, loss, every gradient), finite differences, decoding, checkpoints."""
-import math
-
 import numpy as np
 import pytest
 
@@ -8,55 +6,15 @@ from numpy_transformer.gradcheck import gradcheck_module
 from numpy_transformer.io.checkpoint import load_checkpoint, save_checkpoint
 from numpy_transformer.models import Seq2SeqTransformer, length_penalty_factor
 from reference import assert_close
+from twins import translator_twin
 
 PAD, BOS, EOS = 0, 1, 2
 
 
 def make_twin(torch, model):
     """The same model from torch.nn modules, with our state_dict loaded (keys match one-to-one)."""
-    nn = torch.nn
-
-    class TorchTranslator(nn.Module):
-        def __init__(self):
-            super().__init__()
-            V_src, D = model.src_embed.weight.shape
-            V_tgt = model.tgt_embed.weight.shape[0]
-            t = model.transformer
-            layer = t.encoder.layers[0]
-            self.D = D
-            self.src_embed = nn.Embedding(V_src, D, padding_idx=PAD, dtype=torch.float64)
-            self.tgt_embed = nn.Embedding(V_tgt, D, padding_idx=PAD, dtype=torch.float64)
-            self.transformer = nn.Transformer(
-                D, t.nhead, len(t.encoder.layers), len(t.decoder.layers), layer.linear1.weight.shape[0],
-                dropout=0.0, activation=layer.activation, batch_first=True, norm_first=layer.norm_first,
-                dtype=torch.float64,
-            )
-            self.generator = nn.Linear(D, V_tgt, dtype=torch.float64)
-            if model.tie_weights:
-                self.generator.weight = self.tgt_embed.weight
-            # the sinusoidal table, written here independently of our functional op
-            position = torch.arange(64, dtype=torch.float64)[:, None]
-            frequency = 10000.0 ** (-torch.arange(0, D, 2, dtype=torch.float64) / D)
-            pe = torch.zeros(64, D, dtype=torch.float64)
-            pe[:, 0::2] = torch.sin(position * frequency)
-            pe[:, 1::2] = torch.cos(position * frequency)
-            self.register_buffer("pe", pe, persistent=False)
-
-        def forward(self, src, tgt):
-            S, T = src.shape[1], tgt.shape[1]
-            src_pad, tgt_pad = src == PAD, tgt == PAD
-            causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
-            s = self.src_embed(src) * math.sqrt(self.D) + self.pe[:S]
-            t = self.tgt_embed(tgt) * math.sqrt(self.D) + self.pe[:T]
-            h = self.transformer(s, t, tgt_mask=causal, src_key_padding_mask=src_pad, tgt_key_padding_mask=tgt_pad,
-                                 memory_key_padding_mask=src_pad)
-            return self.generator(h)
-
     torch.backends.mha.set_fastpath_enabled(False)
-    twin = TorchTranslator()
-    twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()}, strict=True)
-    twin.train()  # dropout is 0; train mode keeps torch off its inference fast path
-    return twin
+    return translator_twin(torch, model)
 
 
 def batch(rng, B=3, S=7, T=5, V_src=11, V_tgt=13):

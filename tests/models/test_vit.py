@@ -7,43 +7,13 @@ from numpy_transformer.gradcheck import gradcheck_module
 from numpy_transformer.io.checkpoint import load_checkpoint, save_checkpoint
 from numpy_transformer.models import VisionTransformer
 from reference import assert_close
+from twins import vit_twin
 
 
 def make_twin(torch, model):
-    """The ViT from torch.nn modules (Conv2d patches) with our state_dict loaded; keys match one-to-one."""
-    nn = torch.nn
-    proj = model.patch_embed.proj
-    D, C, P, _ = proj.weight.shape
-    layer = model.encoder.layers[0]
-
-    class Patches(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.proj = nn.Conv2d(C, D, kernel_size=P, stride=P, dtype=torch.float64)
-
-    class TorchViT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.patch_embed = Patches()
-            self.cls_token = nn.Parameter(torch.zeros(1, 1, D, dtype=torch.float64))
-            self.pos_embed = nn.Parameter(torch.zeros(1, model.num_patches + 1, D, dtype=torch.float64))
-            encoder_layer = nn.TransformerEncoderLayer(D, layer.nhead, layer.linear1.weight.shape[0], dropout=0.0,
-                                                       activation="gelu", batch_first=True, norm_first=True,
-                                                       dtype=torch.float64)
-            self.encoder = nn.TransformerEncoder(encoder_layer, len(model.encoder.layers),
-                                                 norm=nn.LayerNorm(D, dtype=torch.float64), enable_nested_tensor=False)
-            self.head = nn.Linear(D, model.head.weight.shape[0], dtype=torch.float64)
-
-        def forward(self, images):
-            x = self.patch_embed.proj(images).flatten(2).transpose(1, 2)  # (B, D, h, w) -> (B, N, D)
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-            return self.head(self.encoder(x)[:, 0])
-
+    """The ViT from torch.nn modules (Conv2d patches) with our state_dict loaded (``twins.vit_twin``)."""
     torch.backends.mha.set_fastpath_enabled(False)
-    twin = TorchViT()
-    twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()}, strict=True)
-    twin.train()
-    return twin
+    return vit_twin(torch, model)
 
 
 def small_vit(dtype=np.float64, seed=0):
