@@ -14,12 +14,13 @@ Three tabs, every number computed by this library's NumPy code on this machine:
 - Attention explorer: any text through the pretrained MiniLM: every layer's and head's attention (the model view;
   click a square to enlarge it) and the length of each token's vector after each layer.
 
-The first start trains the models once by running the demos themselves, with their progress lines (about two
-and a half minutes on 2 cores), each saving its model into its own folder of the cache (``--cache``, default
-``demos_output/app``): ``translate/`` (``demos/translate.py --out``), ``finetune_bert/`` or ``08_sentiment/``.
-Every later start loads them with the demos' own loaders, the code behind their ``--translate`` and
-``--predict`` options, and serves in seconds; so ``python demos/finetune_bert.py --out demos_output/app/finetune_bert
---predict "..."`` answers with the very model the page uses. ``--prepare`` only trains and exits.
+The first start trains the models once by running the demos themselves, with their progress lines (it takes
+as long as those demos do: their recorded times are in README.md). Each saves its model into its own folder of
+the cache (``--cache``, default ``demos_output/app``): ``translate/`` (``demos/translate.py --out``), then
+``finetune_bert/`` or ``08_sentiment/``. Every later start loads them with the demos' own loaders, the code
+behind their ``--translate`` and ``--predict`` options, and serves in seconds; so
+``python demos/finetune_bert.py --out demos_output/app/finetune_bert --predict "..."`` answers with the very
+model the page uses. ``--prepare`` only trains and exits.
 
 Offline. The page loads nothing from the internet: Gradio's analytics are off, the theme uses the system's
 fonts, there is no share link, and the server listens on 127.0.0.1 only (``--host`` to change that). The
