@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hf_twins
 import numpy as np
+
+import hf_twins
 from reference import require
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,12 +1,12 @@
 """TransformerClassifier: a torch twin (cls and mean pooling, padding), finite differences, freeze_bottom."""
 import numpy as np
 import pytest
-from reference import assert_close
-from twins import classifier_twin
 
 from numpy_transformer.gradcheck import gradcheck_module
 from numpy_transformer.io.checkpoint import load_checkpoint, save_checkpoint
 from numpy_transformer.models import TransformerClassifier
+from reference import assert_close
+from twins import classifier_twin
 
 PAD = 0
 

@@ -12,15 +12,15 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-import hf_twins
 import numpy as np
 import pytest
-from reference import require
 
+import hf_twins
 from numpy_transformer import viz
 from numpy_transformer.models import Seq2SeqTransformer, TransformerClassifier
 from numpy_transformer.models.bert import BertClassifier, BertConfig, BertModel
 from numpy_transformer.text import BertTokenizer, WordTokenizer
+from reference import require
 
 ROUNDING = 0.5 / 255 + 1e-12  # the page's encoding: one byte per weight, round(255 * weight)
 
