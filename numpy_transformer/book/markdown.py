@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from latex2mathml.converter import convert as _latex_to_mathml
 from markdown_it import MarkdownIt

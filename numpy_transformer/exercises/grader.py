@@ -106,7 +106,7 @@ def _run(module, function: str, case: Case, inputs: list, rng: np.random.Generat
     if len(grads) != len(case.grads):
         raise _Failure("WRONG", f"returned {len(grads)} gradient(s); expected {len(case.grads)}: "
                                 f"{', '.join('d' + n if n else 'None' for n in case.grads)}")
-    for name, grad in zip(case.grads, grads):
+    for name, grad in zip(case.grads, grads, strict=True):
         if name is None:
             if grad is not None:
                 raise _Failure("WRONG", f"returned an array where the op has no such input; expected None "
@@ -149,7 +149,7 @@ def _against_torch(torch, module, function: str, case: Case, inputs: list, rng: 
     dtype = next(x.dtype for x in inputs if isinstance(x, np.ndarray) and x.dtype.kind == "f")
     _, cache, upstream, grads = _run(module, function, case, inputs, rng)
     tensors = []
-    for name, value in zip(case.names, inputs):
+    for name, value in zip(case.names, inputs, strict=True):
         if isinstance(value, np.ndarray):
             tensor = torch.tensor(value)
             if name in case.grads:
@@ -161,7 +161,7 @@ def _against_torch(torch, module, function: str, case: Case, inputs: list, rng: 
     out.backward(torch.tensor(upstream))
     tolerance = TORCH_TOLERANCE[np.dtype(dtype)]
     wrong = []
-    for name, grad in zip(case.grads, grads):
+    for name, grad in zip(case.grads, grads, strict=True):
         if name is None:
             continue
         reference = tensors[case.names.index(name)].grad.numpy()

@@ -164,7 +164,7 @@ class Optimizer:
         if len(saved_groups) != len(self.param_groups):
             problems.append(f"  param_groups: got {len(saved_groups)} groups; expected {len(self.param_groups)}")
         else:
-            for number, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            for number, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
                 if len(saved["params"]) != len(group["params"]):
                     problems.append(
                         f"  param_groups[{number}]: got {len(saved['params'])} parameters; "
@@ -200,7 +200,7 @@ class Optimizer:
 
     def _assign_state(self, prepared) -> None:
         saved_groups, new_state, step_count, params = prepared
-        for saved, group in zip(saved_groups, self.param_groups):
+        for saved, group in zip(saved_groups, self.param_groups, strict=True):
             for key, value in saved.items():
                 if key != "params":
                     group[key] = value

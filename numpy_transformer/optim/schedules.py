@@ -19,8 +19,7 @@ The last two equal ``transformers.get_linear_schedule_with_warmup`` / ``get_cosi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 __all__ = ["LambdaLR", "warmup_inverse_sqrt", "warmup_linear_decay", "warmup_cosine"]
 
@@ -58,12 +57,12 @@ class LambdaLR:
         self.step()
 
     def get_lr(self) -> list[float]:
-        return [base * factor(self.last_epoch) for base, factor in zip(self.base_lrs, self.lr_lambdas)]
+        return [base * factor(self.last_epoch) for base, factor in zip(self.base_lrs, self.lr_lambdas, strict=True)]
 
     def step(self) -> None:
         """Advance the count and set every group's ``lr``; call once per ``optimizer.step()``, after it."""
         self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 

@@ -43,7 +43,7 @@ def assert_same(host, device, what="output"):
         np.testing.assert_allclose(value, host, err_msg=what, **TIGHT)
     elif isinstance(host, (tuple, list)):
         assert len(host) == len(device), what
-        for number, (h, d) in enumerate(zip(host, device)):
+        for number, (h, d) in enumerate(zip(host, device, strict=True)):
             assert_same(h, d, f"{what}[{number}]")
     elif isinstance(host, dict):
         for key in host:

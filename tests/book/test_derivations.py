@@ -44,7 +44,7 @@ def test_the_plain_layernorm_formula_computes_what_the_code_does():
     expected = layernorm_backward(dout, cache)
     names = {"dout": dout, "xhat": cache["xhat"], "rstd": cache["rstd"], "gamma": gamma, "reduce_axes": (0, 1)}
     exec(plain, {}, names)
-    for got, want in zip((names["dx"], names["dgamma"], names["dbeta"]), expected):
+    for got, want in zip((names["dx"], names["dgamma"], names["dbeta"]), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
