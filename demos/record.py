@@ -123,6 +123,7 @@ JOBS = [
              "probe F1": r"linear head on frozen embeddings:\s+accuracy [\d.]+\s+F1 ([\d.]+)",
              "fine-tuned accuracy": r"fine-tuned [^:]*:\s+accuracy ([\d.]+)",
              "fine-tuned F1": r"fine-tuned [^:]*:\s+accuracy [\d.]+\s+F1 ([\d.]+)"}),
+    _demo("attention_view"),
     Job("test_suite", command=[sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         env={"NT_REQUIRE_REFERENCES": "1"},
         patterns={"passed": r"(\d+) passed", "skipped": r"(\d+) skipped", "failed": r"(\d+) failed"}),

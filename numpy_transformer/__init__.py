@@ -16,4 +16,5 @@ from .backend import get_array_module, to_device, to_numpy
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "checks", "data", "functional", "gradcheck", "io", "models", "nn", "optim", "text", "viz", "get_array_module", "to_device", "to_numpy"]
+__all__ = ["backend", "checks", "data", "functional", "gradcheck", "io", "models", "nn", "optim", "text", "viz",
+           "get_array_module", "to_device", "to_numpy"]

@@ -17,6 +17,7 @@ import copy
 import os
 
 import numpy as np
+
 from reference import require
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,4 +1,5 @@
 """Modules: parameters, the Module base class and the layers of torch.nn, each with a hand-written backward."""
+from .attention import MultiheadAttention, merge_attention_masks
 from .layers import (
     GELU,
     Activation,
@@ -11,9 +12,8 @@ from .layers import (
     PositionalEncoding,
     ReLU,
 )
-from .module import IncompatibleKeys, Module, ModuleList, Parameter
-from .attention import MultiheadAttention, merge_attention_masks
 from .modern import GroupedQueryAttention, LlamaDecoderLayer, RMSNorm, SiLU, SwiGLUFeedForward
+from .module import IncompatibleKeys, Module, ModuleList, Parameter
 from .transformer import (
     Transformer,
     TransformerDecoder,

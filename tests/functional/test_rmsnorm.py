@@ -2,7 +2,6 @@
 semantics, large values, bad input."""
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, to_torch
 
 from numpy_transformer.functional.rmsnorm import (
     default_eps,
@@ -10,6 +9,7 @@ from numpy_transformer.functional.rmsnorm import (
     rmsnorm_forward,
 )
 from numpy_transformer.gradcheck import gradcheck
+from reference import DTYPES, assert_close, to_torch
 
 
 @pytest.mark.parametrize("shape, eps", [

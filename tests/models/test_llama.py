@@ -10,14 +10,14 @@ import json
 import os
 import shutil
 
-import hf_twins
 import numpy as np
 import pytest
-from reference import assert_close, require
 
+import hf_twins
 from numpy_transformer.io.huggingface import load_pretrained
 from numpy_transformer.models import LlamaConfig, LlamaForCausalLM, LlamaModel
 from numpy_transformer.optim import AdamW, clip_grad_norm_
+from reference import assert_close, require
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,10 @@ import copy
 import json
 import os
 
-import hf_twins
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, require
 
+import hf_twins
 from numpy_transformer.io.huggingface import load_pretrained, to_hf_state_dict
 from numpy_transformer.io.safetensors import save_safetensors
 from numpy_transformer.models import (
@@ -22,6 +21,7 @@ from numpy_transformer.models import (
     LlamaModel,
     VisionTransformer,
 )
+from reference import DTYPES, assert_close, require
 
 NAMES = ["BertModel", "DistilBertModel", "DistilBertModel-sinusoidal", "DistilBertForSequenceClassification",
          "GPT2LMHeadModel", "GPT2Model", "ViTModel", "ViTForImageClassification", "LlamaForCausalLM",

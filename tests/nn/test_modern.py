@@ -4,11 +4,11 @@ every parameter gradient, float64 tight and float32 loose), state_dict keys both
 every input and parameter, the relative-position property at the layer, bad input."""
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, require, to_torch
 
 from numpy_transformer.functional.gqa import grouped_query_attention_forward
 from numpy_transformer.gradcheck import gradcheck_module
 from numpy_transformer.nn import GroupedQueryAttention, LlamaDecoderLayer, RMSNorm, SiLU, SwiGLUFeedForward
+from reference import DTYPES, assert_close, require, to_torch
 
 
 def modeling_llama():
