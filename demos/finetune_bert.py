@@ -139,13 +139,13 @@ def save_model(classifier, tokenizer_folder: str, family: str, config: dict, out
     return folder
 
 
-def predict_saved(args) -> None:
-    """--predict: label and probability of each text, from the model saved in --out."""
-    folder = os.path.join(args.out, SAVED)
+def load_saved(out: str):
+    """(classifier in eval mode, tokenizer, saved config) of the model :func:`save_model` wrote into ``out``; None
+    when there is none. The one reader of those files: ``--predict`` and the web app (``demos/app.py``) use it."""
+    folder = os.path.join(out, SAVED)
     path = os.path.join(folder, "classifier.npz")
     if not os.path.isfile(path):
-        raise SystemExit(f"--predict: no fine-tuned model in {folder}; run `python demos/finetune_bert.py` "
-                         f"(with the same --out) first")
+        return None
     saved = load_config(path)
     if saved["model_type"] == "distilbert":
         encoder = DistilBertModel(DistilBertConfig.from_dict(saved["config"]))
@@ -153,7 +153,17 @@ def predict_saved(args) -> None:
         encoder = BertModel(BertConfig.from_dict(saved["config"]))
     classifier = build_classifier(saved["model_type"], encoder, rng=0)
     load_checkpoint(path, classifier)
-    tokenizer = BertTokenizer.from_pretrained(folder)
+    return classifier.eval(), BertTokenizer.from_pretrained(folder), saved
+
+
+def predict_saved(args) -> None:
+    """--predict: label and probability of each text, from the model saved in --out."""
+    loaded = load_saved(args.out)
+    folder = os.path.join(args.out, SAVED)
+    if loaded is None:
+        raise SystemExit(f"--predict: no fine-tuned model in {folder}; run `python demos/finetune_bert.py` "
+                         f"(with the same --out) first")
+    classifier, tokenizer, saved = loaded
     probs = probabilities(classifier, tokenizer, args.predict, saved["max_length"])
     _common.section(f"predictions of the fine-tuned model in {folder}")
     for text, row in zip(args.predict, probs, strict=True):
@@ -365,7 +375,6 @@ def main():
     print(f"  higher held-out accuracy: {better} ({len(test_texts)} held-out examples)")
 
     _common.done(args.out)
-    return classifier, tokenizer  # for a caller that imports this demo (demos/app.py keeps the model)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,7 @@ JOBS = [
     _demo("08_sentiment"),
     _demo("09_gradcheck"),
     _demo("10_gpt"),
+    _demo("11_llama", pictures={"docs/images/llama_vs_gpt.png": "demos_output/11_llama/11_compare.png"}),
     _demo("rope"),
     _demo("translate", pictures={"docs/images/translate_cross_attention.png":
                                  "demos_output/translate/translate_cross_attention_layer1.png"}),
@@ -122,6 +123,7 @@ JOBS = [
              "probe F1": r"linear head on frozen embeddings:\s+accuracy [\d.]+\s+F1 ([\d.]+)",
              "fine-tuned accuracy": r"fine-tuned [^:]*:\s+accuracy ([\d.]+)",
              "fine-tuned F1": r"fine-tuned [^:]*:\s+accuracy [\d.]+\s+F1 ([\d.]+)"}),
+    _demo("attention_view"),
     Job("test_suite", command=[sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         env={"NT_REQUIRE_REFERENCES": "1"},
         patterns={"passed": r"(\d+) passed", "skipped": r"(\d+) skipped", "failed": r"(\d+) failed"}),

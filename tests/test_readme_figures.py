@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 import readme_figures as figures
 
 ROOT = Path(__file__).resolve().parents[1]

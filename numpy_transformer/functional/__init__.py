@@ -25,7 +25,14 @@ Today's decoders (Llama, Mistral, Qwen) replace four of those parts:
 
 Every pair has the shape ``out, cache = name_forward(...)`` and ``grads = name_backward(dout, cache)``.
 """
-from .activations import activation_backward, activation_forward, gelu_backward, gelu_forward, relu_backward, relu_forward
+from .activations import (
+    activation_backward,
+    activation_forward,
+    gelu_backward,
+    gelu_forward,
+    relu_backward,
+    relu_forward,
+)
 from .attention import causal_mask, scaled_dot_product_attention_backward, scaled_dot_product_attention_forward
 from .blocked_attention import blocked_attention_backward, blocked_attention_forward
 from .dropout import dropout_backward, dropout_forward
@@ -36,8 +43,8 @@ from .heads import merge_heads_backward, merge_heads_forward, split_heads_backwa
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
-from .pooling import l2_normalize_backward, l2_normalize_forward, mean_pooling_backward, mean_pooling_forward
 from .patchify import patchify_backward, patchify_forward, unpatchify_backward, unpatchify_forward
+from .pooling import l2_normalize_backward, l2_normalize_forward, mean_pooling_backward, mean_pooling_forward
 from .positional import positional_encoding_backward, positional_encoding_forward, sinusoidal_table
 from .rmsnorm import rmsnorm_backward, rmsnorm_forward
 from .rope import rope_backward, rope_forward, rope_tables

@@ -36,9 +36,13 @@ each matrix, undo the forward lines from the last to the first:
   $d\tilde{P} = dO\, V^\top$ $(T \times S)$.
 - $\tilde{P} = P \odot Z$: elementwise, so $dP = d\tilde{P} \odot Z$.
 - $P = \mathrm{softmax}(A)$ row by row: $dA = P \odot (dP - \mathrm{rowsum}(dP \odot P))$ (the closed form
-  derived in ``docs/derivations/softmax.md``; no Jacobian). The row sum is cheaper than it looks:
-  $\mathrm{rowsum}(dP \odot P) = \mathrm{rowsum}(d\tilde{P} \odot \tilde{P})
-  = \mathrm{rowsum}(dO \odot \tilde{P} V) = \mathrm{rowsum}(dO \odot O)$,
+  derived in ``docs/derivations/softmax.md``; no Jacobian). The row sum is cheaper than it looks,
+
+  $$
+  \mathrm{rowsum}(dP \odot P) = \mathrm{rowsum}(d\tilde{P} \odot \tilde{P})
+  = \mathrm{rowsum}(dO \odot \tilde{P} V) = \mathrm{rowsum}(dO \odot O),
+  $$
+
   a sum over the $D_v$ output features instead of the $S$ keys (the trick of FlashAttention).
 - $A = s\, Q K^\top + M$: the mask is a constant, so $dQ = s\, dA\, K$ $(T \times D_h)$ and
   $dK = s\, dA^\top Q$ $(S \times D_h)$.

@@ -85,9 +85,9 @@ def l2_normalize_forward(x: Array, eps: float = 1e-12) -> tuple[Array, dict]:
 
 def l2_normalize_backward(dout: Array, cache: dict) -> Array:
     """dout (..., D) -> dx (..., D): ``(g - y (y . g)) / n`` where the norm was above eps, else ``g / eps``."""
+    check_upstream("dout", dout, upstream_spec(cache["y"]))
     # EXERCISE: remove the part of dout along y (it only changed the length), divide by the norm.
     y, denom, above = cache["y"], cache["denom"], cache["above"]
-    check_upstream("dout", dout, upstream_spec(y))
     # forward: y = x / max(||x||, eps); the norm's own gradient only where ||x|| > eps
     along = (dout * y).sum(axis=-1, keepdims=True) * above       # (..., 1)
     return (dout - y * along) / denom

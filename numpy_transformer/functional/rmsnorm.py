@@ -34,6 +34,10 @@ where the bar is the mean over the row. This is layer norm's formula without the
 came from the mean: the gradient removes only the part that would rescale the row, which the normalization
 divides out. The cache holds $\hat x$, $r$ and $w$. Derived step by step in ``docs/derivations/rmsnorm.md``.
 
+float16. The sum of squares overflows float16 (largest value 65504) once $|x|$ reaches about 256 in a row of
+one feature, sooner in wider rows: $r$ becomes 0 and the output all zeros. As PyTorch does, a float16 input is
+normalized in float32 (forward and backward) and the results are rounded to float16 once.
+
 Shapes: x (..., D), weight (D,) or None; out (..., D).
 """
 from __future__ import annotations
@@ -73,11 +77,19 @@ def rmsnorm_forward(x: Array, weight: Array | None = None, eps: float | None = N
     Returns:
         out: (..., D)
         cache: dict with ``xhat`` (..., D) = x * rrms, ``rrms`` (..., 1) = 1/sqrt(mean(x^2) + eps),
-            ``weight`` (D,) or None, and ``out_spec`` (the shape and dtype of out)
+            ``weight`` (D,) or None (float32 for a float16 input), ``float16`` (whether to round the
+            gradients to float16) and ``out_spec`` (the shape and dtype of out)
     """
     _check_rmsnorm(x, weight, eps)
     xp = get_array_module(x, weight)
     eps = default_eps(x.dtype) if eps is None else float(eps)
+    if x.dtype == np.float16:
+        # computed in float32 and rounded once, as torch does: float16 squares overflow (see the docstring)
+        wide = np.float32
+        out, cache = rmsnorm_forward(x.astype(wide), None if weight is None else weight.astype(wide), eps)
+        out = out.astype(np.float16)
+        cache.update(float16=True, out_spec=upstream_spec(out))
+        return out, cache
     width = x.shape[-1]
 
     # mean of squares; einsum sums the squares without a (..., D) temporary
@@ -85,7 +97,7 @@ def rmsnorm_forward(x: Array, weight: Array | None = None, eps: float | None = N
     rrms = 1.0 / xp.sqrt(mean_square + eps)                             # (..., 1)
     xhat = x * rrms                                                     # (..., D)
     out = xhat if weight is None else xhat * weight                    # (..., D)
-    return out, {"xhat": xhat, "rrms": rrms, "weight": weight, "out_spec": upstream_spec(out)}
+    return out, {"xhat": xhat, "rrms": rrms, "weight": weight, "float16": False, "out_spec": upstream_spec(out)}
 
 
 def rmsnorm_backward(dout: Array, cache: dict) -> tuple[Array, Array | None]:
@@ -100,6 +112,11 @@ def rmsnorm_backward(dout: Array, cache: dict) -> tuple[Array, Array | None]:
         dweight: (D,), or None when the forward had no weight
     """
     check_upstream("dout", dout, cache["out_spec"])
+    if cache["float16"]:
+        # forward: out = rmsnorm(x in float32).astype(float16); the gradients likewise, rounded once
+        wide = dict(cache, float16=False, out_spec=(cache["out_spec"][0], cache["xhat"].dtype))
+        dx, dweight = rmsnorm_backward(dout.astype(wide["xhat"].dtype), wide)
+        return dx.astype(np.float16), None if dweight is None else dweight.astype(np.float16)
     # EXERCISE: dx and dweight from the cached xhat, rrms and weight; layer norm's formula without the mean.
     xhat, rrms, weight = cache["xhat"], cache["rrms"], cache["weight"]
     xp = get_array_module(dout, xhat)

@@ -169,7 +169,8 @@ def log_softmax_backward(dout: Array, cache: dict) -> Array:
     # forward: y = x - m - log(sum(exp(x - m))); dx = g - softmax(x) * sum(g)
     dout_sum = dout.sum(axis=axis, keepdims=True)               # (..., N, ...) -> (..., 1, ...)
     dx = dout - probs * dout_sum                                # (..., N, ...)
-    # forward: an all -inf row stayed -inf whatever x did there, so its gradient is zero
+    # forward: an all -inf row stayed -inf whatever x did there, so its gradient is zero.
+    # Plainly dx = where(empty, 0, dx); here dx is our own array, multiplied in place.
     dx *= ~cache["empty"]                                       # (..., N, ...)
     return dx
     # END EXERCISE

@@ -32,14 +32,15 @@ The families registered here:
 | ``distilbert`` | ``DistilBertModel``, ``DistilBertForSequenceClassification`` | ``distilbert.`` (the same names) |
 | ``gpt2`` | ``GPT2LMHeadModel``, ``GPT2Model`` | ``gpt.GPT`` |
 | ``vit`` | ``ViTForImageClassification``, ``ViTModel`` | ``vit.VisionTransformer`` |
+| ``llama`` | ``LlamaForCausalLM``, ``LlamaModel`` | ``llama.`` (the same names) |
 
 **A new family plugs in** with :func:`register_family`: a :class:`Family` with its ``model_type``, the
 config keys it needs, a ``check_config`` for values it cannot honour, its base-model prefix, and one
 :class:`Architecture` per Hugging Face class: a ``build(config, dtype)`` that returns our model and a
-``tensors(model)`` that lists its :class:`TensorMap` entries. (A Llama-style decoder, say: ``model_type``
-``"llama"``, base prefix ``"model."``, ``q_proj`` / ``k_proj`` / ``v_proj`` / ``o_proj`` copied into its
-attention, ``lm_head.weight`` copied unless ``tie_word_embeddings``.) Nothing else changes: loading,
-checking, the errors and :func:`to_hf_state_dict` all work from those lists.
+``tensors(model)`` that lists its :class:`TensorMap` entries. (The Llama family below is the shortest
+example: our keys ARE Hugging Face's, so every map is a plain copy; ``lm_head.weight`` is listed unless
+``tie_word_embeddings``.) Nothing else changes: loading, checking, the errors and :func:`to_hf_state_dict`
+all work from those lists.
 """
 from __future__ import annotations
 
@@ -604,4 +605,45 @@ register_family(Family(
                      lambda values, dtype: _build_vit(values, dtype, False), _vit_tensors),
     ),
     check_config=_check_vit,
+))
+
+
+# ----- Llama
+
+def _llama_base_tensors(model, ours_prefix: str = "") -> list:
+    """Our keys are Hugging Face's (``embed_tokens``, ``layers.{i}.self_attn.q_proj`` ...): every map a copy."""
+    return [TensorMap(ours_prefix + name, (name,)) for name in model.state_dict()]
+
+
+def _llama_causal_lm_tensors(model) -> list:
+    maps = _llama_base_tensors(model.model, "model.")
+    if not model.config.tie_word_embeddings:
+        maps.append(TensorMap("lm_head.weight", ("lm_head.weight",), base=False))
+    return maps
+
+
+def _check_llama(values: dict) -> None:
+    from ..models.llama import LlamaConfig
+
+    LlamaConfig.from_dict(values)                               # raises ValueError naming the key
+
+
+def _build_llama(values: dict, dtype, with_head: bool):
+    from ..models.llama import LlamaConfig, LlamaForCausalLM, LlamaModel
+
+    config = LlamaConfig.from_dict(values)
+    return (LlamaForCausalLM if with_head else LlamaModel)(config, dtype=dtype, rng=0)
+
+
+register_family(Family(
+    model_type="llama",
+    required=("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"),
+    base_prefix="model.",
+    architectures=(
+        Architecture("LlamaForCausalLM", "numpy_transformer.models.llama:LlamaForCausalLM",
+                     lambda values, dtype: _build_llama(values, dtype, True), _llama_causal_lm_tensors),
+        Architecture("LlamaModel", "numpy_transformer.models.llama:LlamaModel",
+                     lambda values, dtype: _build_llama(values, dtype, False), _llama_base_tensors),
+    ),
+    check_config=_check_llama,
 ))

@@ -10,6 +10,12 @@ Forward:
 
 Backward of the mean pooling: each non-padding position receives ``dv / count`` and padding positions zero.
 
+Every layer's record. ``forward(ids, output_hidden_states=True, output_attentions=True)`` returns a
+:class:`~numpy_transformer.models.outputs.ModelOutput` of the logits, what enters layer 0 and each layer's
+output (L + 1 arrays (B, T, D), before the final norm of a ``norm_first`` encoder, as ViT's) and each layer's
+attention probabilities (L arrays (B, H, T, T)), as every model here does; the forward pass is the usual one,
+so ``backward`` works after it.
+
 Fine-tuning only the top. :meth:`TransformerClassifier.freeze_bottom` freezes the embeddings and the first
 ``n`` encoder layers. Their gradients are then not computed at all: the backward pass stops at the lowest
 layer that still has a trainable parameter (nothing below it needs a gradient), which also saves the time of
@@ -28,6 +34,7 @@ from ..functional.losses import cross_entropy_backward, cross_entropy_forward
 from ..nn.layers import Embedding, LayerNorm, Linear, PositionalEncoding
 from ..nn.module import Module
 from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
+from .outputs import ModelOutput, run_layers
 
 __all__ = ["TransformerClassifier"]
 
@@ -74,19 +81,27 @@ class TransformerClassifier(Module):
         if not 1 <= ids.shape[1] <= self.max_len:
             raise ValueError(f"ids: got {ids.shape[1]} positions; expected between 1 and max_len = {self.max_len}")
 
-    def forward(self, ids):
+    def forward(self, ids, output_hidden_states: bool = False, output_attentions: bool = False):
         """Class scores.
 
         Inputs:
             ids: int (B, T), padded with ``pad_id`` (at least one non-padding token per row)
+            output_hidden_states, output_attentions: also return what enters layer 0 and every layer's output
+                (L + 1 arrays (B, T, D), before the final norm) / attention probabilities (L arrays
+                (B, H, T, T)); see :mod:`numpy_transformer.models.outputs`
 
         Returns:
-            logits: (B, num_classes)
+            logits: (B, num_classes), or a :class:`~numpy_transformer.models.outputs.ModelOutput` holding them
+            as ``output`` with either flag
         """
         self._check_ids(ids)
         padding = ids == self.pad_id                                # (B, T) True = padding
         x = self.pos_embed(self.tok_embed(ids))                     # (B, T) -> (B, T, D)
-        x = self.encoder(x, src_key_padding_mask=padding)           # (B, T, D)
+        # the encoder's loop, written out so that each layer can be recorded (backward reads it upwards)
+        x, hidden, attentions, _ = run_layers(self.encoder.layers, x, output_hidden_states, output_attentions,
+                                              src_key_padding_mask=padding)  # (B, T, D)
+        if self.encoder.norm is not None:
+            x = self.encoder.norm(x)                                # (B, T, D), the final norm of pre-norm layers
         if self.pooling == "cls":
             pooled, weights = x[:, 0], None                         # (B, T, D) -> (B, D)
         else:
@@ -95,7 +110,11 @@ class TransformerClassifier(Module):
             weights = keep / count                                  # (B, T), each row sums to 1
             pooled = (x * weights[..., None]).sum(axis=1)           # (B, T, D) -> (B, D)
         self._cache = (x.shape, weights)
-        return self.head(pooled)                                    # (B, D) -> (B, num_classes)
+        logits = self.head(pooled)                                  # (B, D) -> (B, num_classes)
+        if output_hidden_states or output_attentions:
+            return ModelOutput(logits, None if hidden is None else tuple(hidden),
+                               None if attentions is None else tuple(attentions))
+        return logits
 
     def backward(self, dlogits):
         """Add the gradient of every trainable parameter; returns None (ids have no gradient).
@@ -113,9 +132,10 @@ class TransformerClassifier(Module):
             dx[:, 0] = dpooled
         else:
             dx = dpooled[:, None, :] * weights[..., None]           # (B, 1, D) * (B, T, 1) -> (B, T, D)
-        # forward: x = encoder(x), read upwards, stopping where nothing below needs a gradient
+        # forward: x = encoder.norm(x), when the layers are pre-norm
         if self.encoder.norm is not None:
             dx = self.encoder.norm.backward(dx)                     # (B, T, D)
+        # forward: x = layer(x), layer by layer, read upwards, stopping where nothing below needs a gradient
         layers = list(self.encoder.layers)
         needed = self._lowest_trainable()
         for index in range(len(layers) - 1, -1, -1):
@@ -138,7 +158,7 @@ class TransformerClassifier(Module):
                 return index
         return len(self.encoder.layers)
 
-    def freeze_bottom(self, n_layers: int) -> "TransformerClassifier":
+    def freeze_bottom(self, n_layers: int) -> TransformerClassifier:
         """Freeze the embeddings and the first ``n_layers`` encoder layers (0 freezes the embeddings only)."""
         if isinstance(n_layers, bool) or not isinstance(n_layers, (int, np.integer)) or not (
                 0 <= n_layers <= len(self.encoder.layers)):
@@ -158,22 +178,14 @@ class TransformerClassifier(Module):
     def attention_weights(self, ids, layer: int = -1, head: int | None = None):
         """Self-attention weights of encoder layer ``layer``: (B, H, T, T), or (B, T, T) for one ``head``.
 
-        Runs in eval mode; inference only (it overwrites the caches of the last forward pass).
+        Runs in eval mode (training mode is restored afterwards); every layer's at once:
+        ``forward(ids, output_attentions=True).attentions``.
         """
-        self._check_ids(ids)
+        index = range(len(self.encoder.layers))[layer]
         was_training = self.training
         self.eval()
         try:
-            padding = ids == self.pad_id                            # (B, T)
-            layers = self.encoder.layers
-            index = range(len(layers))[layer]
-            x = self.pos_embed(self.tok_embed(ids))                 # (B, T, D)
-            for i, block in enumerate(layers):
-                if i == index:
-                    h = block.norm1(x) if block.norm_first else x   # (B, T, D)
-                    _, weights = block.self_attn(h, h, h, key_padding_mask=padding, need_weights=True,
-                                                 average_attn_weights=False)  # (B, H, T, T)
-                    return weights if head is None else weights[:, head]
-                x = block(x, src_key_padding_mask=padding)
+            weights = self.forward(ids, output_attentions=True).attentions[index]  # (B, H, T, T)
         finally:
             self.train(was_training)
+        return weights if head is None else weights[:, head]

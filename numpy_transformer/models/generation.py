@@ -40,7 +40,25 @@ from ..backend import get_array_module, seeded_generator
 from ..checks import check_float, check_integer, check_ndim, check_positive_int
 from ..functional.softmax import softmax_forward
 
-__all__ = ["generate", "sample_next_token", "filter_logits"]
+__all__ = ["generate", "sample_next_token", "filter_logits", "positions_from_mask"]
+
+
+def positions_from_mask(attention_mask, past: int = 0):
+    """The positions (B, T) of the last T columns of ``attention_mask`` (B, P+T): the real tokens before each.
+
+    A left-padded row then starts at position 0 at its first real token, as ``transformers``' ``generate``
+    counts (``cumsum(mask) - 1``, padding at 0). A model of the protocol calls it in ``next_token_logits``.
+
+    Inputs:
+        attention_mask: (B, P+T) 1 = token, 0 = padding; past: P, the positions already in the caches
+
+    Returns:
+        positions: int (B, T)
+    """
+    xp = get_array_module(attention_mask)
+    real = attention_mask != 0                                   # (B, P+T)
+    counted = xp.cumsum(real, axis=1) - 1                        # (B, P+T) real tokens before each
+    return xp.where(real, counted, 0)[:, past:]                  # (B, T); padding sits at position 0
 
 
 def _check_sampling(temperature, top_k, top_p) -> None:

@@ -45,7 +45,7 @@ from ..nn.attention import KVCache
 from ..nn.layers import Dropout, Embedding, LayerNorm
 from ..nn.module import Module, ModuleList
 from ..nn.transformer import TransformerEncoderLayer
-from .generation import generate
+from .generation import generate, positions_from_mask
 from .outputs import ModelOutput, run_layers
 
 __all__ = ["GPT"]
@@ -108,14 +108,6 @@ class GPT(Module):
             if tuple(attention_mask.shape) != expected:
                 raise ValueError(f"attention_mask: got shape {tuple(attention_mask.shape)}; expected {expected} "
                                  "(B, cached + new positions)")
-
-    @staticmethod
-    def _positions_from_mask(attention_mask, past: int):
-        """(B, T) positions of the last T columns of ``attention_mask`` (B, P+T): the real tokens before each."""
-        xp = get_array_module(attention_mask)
-        real = attention_mask != 0                                   # (B, P+T)
-        counted = xp.cumsum(real, axis=1) - 1                        # (B, P+T) real tokens before each
-        return xp.where(real, counted, 0)[:, past:]                  # (B, T); padding sits at position 0
 
     def _run(self, ids, attention_mask=None, caches=None, output_hidden_states=False, output_attentions=False,
              position_ids=None):
@@ -217,7 +209,7 @@ class GPT(Module):
                 over the real tokens (a left-padded prompt starts at 0), as ``transformers``' ``generate``
         """
         past = 0 if caches is None else len(caches[0])
-        positions = None if attention_mask is None else self._positions_from_mask(attention_mask, past)  # (B, t)
+        positions = None if attention_mask is None else positions_from_mask(attention_mask, past)  # (B, t)
         h, _, _ = self._run(ids, attention_mask, caches, position_ids=positions)  # (B, t, D)
         logits, _ = linear_forward(h[:, -1], self.wte.weight.data)  # (B, D) @ (D, V) -> (B, V)
         return logits

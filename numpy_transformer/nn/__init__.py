@@ -1,4 +1,5 @@
 """Modules: parameters, the Module base class and the layers of torch.nn, each with a hand-written backward."""
+from .attention import MultiheadAttention, merge_attention_masks
 from .layers import (
     GELU,
     Activation,
@@ -11,9 +12,8 @@ from .layers import (
     PositionalEncoding,
     ReLU,
 )
+from .modern import GroupedQueryAttention, LlamaDecoderLayer, RMSNorm, SiLU, SwiGLUFeedForward
 from .module import IncompatibleKeys, Module, ModuleList, Parameter
-from .attention import MultiheadAttention, merge_attention_masks
-from .modern import GroupedQueryAttention, RMSNorm, SiLU, SwiGLUFeedForward
 from .transformer import (
     Transformer,
     TransformerDecoder,
@@ -27,6 +27,6 @@ __all__ = [
     "Linear", "Embedding", "LayerNorm", "Dropout", "Activation", "ReLU", "GELU",
     "PositionalEncoding", "PatchEmbedding", "PatchProjection",
     "MultiheadAttention", "merge_attention_masks",
-    "RMSNorm", "SiLU", "SwiGLUFeedForward", "GroupedQueryAttention",
+    "RMSNorm", "SiLU", "SwiGLUFeedForward", "GroupedQueryAttention", "LlamaDecoderLayer",
     "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder", "Transformer",
 ]

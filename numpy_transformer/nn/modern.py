@@ -1,5 +1,5 @@
-r"""The layers of today's decoders (Llama, Mistral, Qwen): RMSNorm, SiLU, the SwiGLU feed-forward block and
-grouped-query self-attention with rotary position embeddings.
+r"""The layers of today's decoders (Llama, Mistral, Qwen): RMSNorm, SiLU, the SwiGLU feed-forward block,
+grouped-query self-attention with rotary position embeddings, and the decoder block made of them.
 
 Each is a thin module around the functional pairs (``rmsnorm.py``, ``silu.py``, ``swiglu.py``, ``rope.py``,
 ``gqa.py``), with the names, arguments and ``state_dict`` keys of its twin, so that weights load unchanged:
@@ -11,7 +11,10 @@ Each is a thin module around the functional pairs (``rmsnorm.py``, ``silu.py``, 
 - :class:`GroupedQueryAttention` is Hugging Face's ``LlamaAttention`` (``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``;
   ``num_heads`` query heads sharing ``num_key_value_heads`` key/value heads; RoPE with base ``rope_theta``;
   causal). Unlike ``LlamaAttention``, which is handed its cosines and sines and an additive mask by the model,
-  it builds its own rotation tables from the positions and takes ``torch.nn``-style masks.
+  it builds its own rotation tables from the positions and takes ``torch.nn``-style masks and a
+  :class:`~numpy_transformer.nn.attention.KVCache` for decoding;
+- :class:`LlamaDecoderLayer` is Hugging Face's ``LlamaDecoderLayer``: RMSNorm, SwiGLU and this attention as one
+  pre-norm block (``self_attn``, ``mlp``, ``input_layernorm``, ``post_attention_layernorm``).
 
 Grouped-query self-attention, for x (B, T, D), with $R_m$ the rotation of position $m$:
 
@@ -36,18 +39,18 @@ import math
 import numpy as np
 
 from ..backend import as_dtype, get_array_module, seeded_generator
-from ..checks import check_float, check_ndim, check_positive_int, check_probability
+from ..checks import check_float, check_integer, check_ndim, check_positive_int, check_probability
 from ..functional.gqa import grouped_query_attention_backward, grouped_query_attention_forward
 from ..functional.heads import merge_heads_backward, merge_heads_forward, split_heads_backward, split_heads_forward
 from ..functional.rmsnorm import rmsnorm_backward, rmsnorm_forward
 from ..functional.rope import rope_backward, rope_forward, rope_tables
 from ..functional.silu import silu_backward, silu_forward
 from ..functional.swiglu import swiglu_backward, swiglu_forward
-from .attention import merge_attention_masks
+from .attention import KVCache, merge_attention_masks
 from .layers import Linear
 from .module import Module, Parameter
 
-__all__ = ["RMSNorm", "SiLU", "SwiGLUFeedForward", "GroupedQueryAttention"]
+__all__ = ["RMSNorm", "SiLU", "SwiGLUFeedForward", "GroupedQueryAttention", "LlamaDecoderLayer"]
 
 
 def _check_eps(eps) -> None:
@@ -201,11 +204,12 @@ class GroupedQueryAttention(Module):
     Sub-modules (Hugging Face's keys): ``q_proj`` (H*Dh, D), ``k_proj`` (Hkv*Dh, D), ``v_proj`` (Hkv*Dh, D),
     ``o_proj`` (D, H*Dh).
 
-    Decoding with a key/value cache fits between the rotation and the attention: the keys are stored AFTER
-    their rotation (a key's rotation depends only on its own position, so it never has to be redone), the T
-    new tokens are rotated at positions ``offset = cache length`` onwards, and their keys and values are
-    appended to the cached ones before the attention, whose causal mask is aligned to the end of the S =
-    offset + T keys.
+    Decoding with a key/value cache (:class:`~numpy_transformer.nn.attention.KVCache`, ``cache=``) fits
+    between the rotation and the attention: the keys are stored AFTER their rotation (a key's rotation
+    depends only on its own position, so it never has to be redone), the T new tokens are rotated at
+    positions ``offset = len(cache)`` onwards, and their rotated keys and their values are appended to the
+    cached ones (Hkv heads each: the cache is H / Hkv times smaller than multi-head attention's) before the
+    attention, whose causal mask is aligned to the end of the S = offset + T keys.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, num_key_value_heads: int | None = None,
@@ -252,7 +256,8 @@ class GroupedQueryAttention(Module):
             self._device_generator = xp.random.default_rng(int(self._generator.integers(2**63 - 1)))
         return self._device_generator
 
-    def _check_input(self, x, offset) -> None:
+    def _check_input(self, x, offset, cache, position_ids) -> int:
+        """Check the inputs; returns the offset (the position of x's first token when no position_ids)."""
         check_float("x", x)
         check_ndim("x", x, 3, "(B, T, D)")
         if x.shape[-1] != self.hidden_size:
@@ -260,25 +265,48 @@ class GroupedQueryAttention(Module):
         if x.dtype != self.q_proj.weight.dtype:
             raise TypeError(f"x: got dtype {x.dtype}; expected {self.q_proj.weight.dtype} to match the parameters "
                             "(cast explicitly, or use to_dtype)")
-        if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"cache: got {type(cache).__name__}; expected a KVCache or None")
+        past = 0 if cache is None else len(cache)
+        if offset is None:
+            offset = past
+        elif isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
             raise ValueError(f"offset: got {offset!r}; expected a non-negative int (the position of x's first token)")
+        elif cache is not None and offset != past:
+            raise ValueError(f"offset: got {offset}; expected None or len(cache) = {past} (the new tokens follow "
+                             "the cached ones)")
+        if position_ids is not None:
+            check_integer("position_ids", position_ids)
+            B, T = x.shape[:2]
+            if tuple(position_ids.shape) not in ((T,), (B, T)):
+                raise ValueError(f"position_ids: got shape {tuple(position_ids.shape)}; expected (T,) = ({T},) or "
+                                 f"(B, T) = ({B}, {T})")
+        return int(offset)
 
-    def forward(self, x, key_padding_mask=None, attn_mask=None, offset: int = 0):
+    def forward(self, x, key_padding_mask=None, attn_mask=None, offset: int | None = None,
+                cache: KVCache | None = None, position_ids=None):
         """Self-attention of the tokens of ``x``, rotated as positions ``offset, offset + 1, ...``.
 
         Inputs:
             x: (B, T, D)
-            key_padding_mask: None or (B, T), bool True = padding, or float added to the scores
-            attn_mask: None, (T, T) or (B*H, T, T), bool True = may NOT attend, or float added (on top of the
+            key_padding_mask: None or (B, S), bool True = padding, or float added to the scores; S = T, or
+                len(cache) + T with a cache (the cached keys are keys too)
+            attn_mask: None, (T, S) or (B*H, T, S), bool True = may NOT attend, or float added (on top of the
                 causal mask when ``is_causal``)
-            offset: the position of x's first token. Scores depend only on relative positions, so without a
-                cache the output does not depend on it; with one, it is the cache's length.
+            offset: the position of x's first token; default 0, or ``len(cache)`` with a cache (any other
+                value is refused there). Scores depend only on relative positions, so without a cache the
+                output does not depend on it.
+            cache: None, or a :class:`~numpy_transformer.nn.attention.KVCache` holding the rotated keys and the
+                values of the P earlier positions (decoding, inference only: nothing is kept for backward).
+                The new rotated keys and values are appended to it, and the queries attend to all P + T.
+            position_ids: None, or int (T,) or (B, T): each token's position, instead of ``offset + t`` (a
+                left-padded row may count only its real tokens, as ``transformers`` does when generating)
 
         Returns:
             out: (B, T, D)
-            weights: (B, H, T, T) the attention probabilities of each head, before dropout
+            weights: (B, H, T, S) the attention probabilities of each head, before dropout
         """
-        self._check_input(x, offset)
+        offset = self._check_input(x, offset, cache, position_ids)
         xp = get_array_module(x, self.q_proj.weight.data)
         B, T, _ = x.shape
         H, Hkv, Dh = self.num_heads, self.num_key_value_heads, self.head_dim
@@ -289,10 +317,15 @@ class GroupedQueryAttention(Module):
         q_heads, q_split = split_heads_forward(q, H)                  # (B, T, H*Dh) -> (B, H, T, Dh)
         k_heads, k_split = split_heads_forward(k, Hkv)                # (B, T, Hkv*Dh) -> (B, Hkv, T, Dh)
         v_heads, v_split = split_heads_forward(v, Hkv)                # (B, T, Hkv*Dh) -> (B, Hkv, T, Dh)
-        cos, sin = rope_tables(xp.arange(offset, offset + T), Dh, self.rope_theta, dtype=x.dtype)  # 2 x (T, Dh/2)
+        positions = xp.arange(offset, offset + T) if position_ids is None else position_ids  # (T,) or (B, T)
+        cos, sin = rope_tables(positions, Dh, self.rope_theta, dtype=x.dtype)  # 2 x (T, Dh/2) or (B, T, Dh/2)
+        if cos.ndim == 3:
+            cos, sin = cos[:, None], sin[:, None]                     # (B, T, Dh/2) -> (B, 1, T, Dh/2): every head
         q_rotated, q_rope = rope_forward(q_heads, cos, sin)           # (B, H, T, Dh)
         k_rotated, k_rope = rope_forward(k_heads, cos, sin)           # (B, Hkv, T, Dh)
-        # (a key/value cache would append k_rotated and v_heads to the cached keys and values here)
+        if cache is not None:
+            # the cache keeps the keys AFTER their rotation: each was turned by its own position, once
+            k_rotated, v_heads = cache.append(k_rotated, v_heads)     # (B, Hkv, P+T, Dh) each: earlier and new
         S = k_rotated.shape[2]
         mask = merge_attention_masks(attn_mask, key_padding_mask, False, B, H, T, S, x.dtype, xp)
         dropout_p = self.dropout if self.training else 0.0
@@ -302,13 +335,19 @@ class GroupedQueryAttention(Module):
         )                                                             # heads (B, H, T, Dh), weights (B, H, T, S)
         merged, merge_cache = merge_heads_forward(heads)              # (B, H, T, Dh) -> (B, T, H*Dh)
         out = self.o_proj(merged)                                     # (B, T, H*Dh) -> (B, T, D)
-        self._cache = {"split": (q_split, k_split, v_split), "rope": (q_rope, k_rope),
-                       "attention": attention_cache, "merge": merge_cache}
+        if cache is not None:
+            self._cache = None                                        # decoding is inference: no backward
+        else:
+            self._cache = {"split": (q_split, k_split, v_split), "rope": (q_rope, k_rope),
+                           "attention": attention_cache, "merge": merge_cache}
         return out, weights
 
     def backward(self, dout):
         """dout (B, T, D) -> dx (B, T, D); adds into the four projections' ``.grad``."""
-        cache = self._cached()
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            raise RuntimeError("GroupedQueryAttention.backward: called before forward (or after a forward with a "
+                               "KVCache, which is inference only); run a forward without a cache first")
         q_split, k_split, v_split = cache["split"]
         q_rope, k_rope = cache["rope"]
         # forward: out = o_proj(merged)
@@ -335,3 +374,74 @@ class GroupedQueryAttention(Module):
         return (f"hidden_size={self.hidden_size}, num_heads={self.num_heads}, "
                 f"num_key_value_heads={self.num_key_value_heads}, head_dim={self.head_dim}, "
                 f"rope_theta={self.rope_theta}, is_causal={self.is_causal}")
+
+
+class LlamaDecoderLayer(Module):
+    r"""One block of today's decoders: pre-norm RMSNorm, grouped-query attention with RoPE, SwiGLU (Hugging
+    Face's ``LlamaDecoderLayer``).
+
+    $$
+    \begin{aligned}
+    x &= x + \mathrm{Attention}(\mathrm{RMSNorm}_1(x)) && \text{causal, rotary positions, } H_{kv} \le H
+    \text{ key/value heads} \\
+    x &= x + \mathrm{SwiGLU}(\mathrm{RMSNorm}_2(x)) &&
+    \end{aligned}
+    $$
+
+    Against the 2017 pre-norm block (``TransformerEncoderLayer(norm_first=True)`` with a causal mask, the GPT
+    block) every part is replaced and nothing is added: RMSNorm for LayerNorm, rotations of q and k inside
+    attention for a position vector added to the input, shared key/value heads, a gated feed-forward for
+    ``linear2(gelu(linear1(x)))``, no biases, no dropout on the residual branches.
+
+    Inputs:
+        hidden_size: D; num_attention_heads: H; num_key_value_heads: Hkv (default H)
+        intermediate_size: F, the SwiGLU width
+        head_dim: Dh (default D / H); rope_theta: the RoPE base; rms_norm_eps: the two norms' eps
+        attention_bias, mlp_bias: biases in the attention / feed-forward projections (False in Llama)
+        attention_dropout: dropout on the attention weights, in training mode
+        dtype: parameter dtype; rng: int seed, Generator or None (initial weights and dropout)
+
+    Sub-modules (Hugging Face's keys): ``self_attn`` (:class:`GroupedQueryAttention`), ``mlp``
+    (:class:`SwiGLUFeedForward`), ``input_layernorm`` and ``post_attention_layernorm`` (:class:`RMSNorm`).
+
+    Backward, the forward read upwards: each residual sends the gradient both through its branch and
+    straight past it, so $dx = dy + \mathrm{RMSNorm}_2'^\top \mathrm{SwiGLU}'^\top dy$, then the same
+    through the attention branch.
+    """
+
+    def __init__(self, hidden_size: int, num_attention_heads: int, intermediate_size: int,
+                 num_key_value_heads: int | None = None, head_dim: int | None = None, rope_theta: float = 10000.0,
+                 rms_norm_eps: float = 1e-6, attention_bias: bool = False, mlp_bias: bool = False,
+                 attention_dropout: float = 0.0, dtype=np.float32, rng=None):
+        super().__init__()
+        generator = seeded_generator(rng)
+        self.hidden_size = hidden_size
+        self.self_attn = GroupedQueryAttention(hidden_size, num_attention_heads, num_key_value_heads,
+                                               head_dim=head_dim, rope_theta=rope_theta, bias=attention_bias,
+                                               dropout=attention_dropout, dtype=dtype, rng=generator)
+        self.mlp = SwiGLUFeedForward(hidden_size, intermediate_size, bias=mlp_bias, dtype=dtype, rng=generator)
+        self.input_layernorm = RMSNorm(hidden_size, eps=rms_norm_eps, dtype=dtype)
+        self.post_attention_layernorm = RMSNorm(hidden_size, eps=rms_norm_eps, dtype=dtype)
+
+    def forward(self, x, key_padding_mask=None, attn_mask=None, offset: int | None = None,
+                cache: KVCache | None = None, position_ids=None, need_weights: bool = False):
+        """x (B, T, D) -> (B, T, D), or ``(out, weights)`` with weights (B, H, T, S) when ``need_weights``.
+
+        The masks, ``offset``, ``cache`` and ``position_ids`` go to the attention
+        (:meth:`GroupedQueryAttention.forward`); with a cache, x holds only the new positions.
+        """
+        attended, weights = self.self_attn(self.input_layernorm(x), key_padding_mask, attn_mask, offset=offset,
+                                           cache=cache, position_ids=position_ids)  # (B, T, D), (B, H, T, S)
+        x = x + attended                                              # (B, T, D)
+        x = x + self.mlp(self.post_attention_layernorm(x))            # (B, T, D)
+        return (x, weights) if need_weights else x
+
+    def backward(self, dout):
+        """dout (B, T, D) -> dx (B, T, D); adds into every parameter's ``.grad``."""
+        # forward: x = x + mlp(post_attention_layernorm(x))
+        dx = dout + self.post_attention_layernorm.backward(self.mlp.backward(dout))
+        # forward: x = x + self_attn(input_layernorm(x))
+        return dx + self.input_layernorm.backward(self.self_attn.backward(dx))
+
+    def extra_repr(self) -> str:
+        return f"hidden_size={self.hidden_size}"

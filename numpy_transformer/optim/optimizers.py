@@ -28,7 +28,8 @@ the Adam step (Loshchilov and Hutter's decoupled weight decay).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -120,7 +121,7 @@ class Optimizer:
     def _update(self, param, grad, state: dict, group: dict) -> None:
         raise NotImplementedError
 
-    def to(self, device: str) -> "Optimizer":
+    def to(self, device: str) -> Optimizer:
         """Move the optimizer's state (momentum buffers, Adam's moments) to ``"cpu"`` or ``"cuda"``.
 
         State is created on each parameter's own device at its first step, so this is needed only for an
@@ -163,26 +164,30 @@ class Optimizer:
         if len(saved_groups) != len(self.param_groups):
             problems.append(f"  param_groups: got {len(saved_groups)} groups; expected {len(self.param_groups)}")
         else:
-            for number, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            for number, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
                 if len(saved["params"]) != len(group["params"]):
                     problems.append(
-                        f"  param_groups[{number}]: got {len(saved['params'])} parameters; expected {len(group['params'])}"
+                        f"  param_groups[{number}]: got {len(saved['params'])} parameters; "
+                        f"expected {len(group['params'])}"
                     )
         params = {position: param for position, _, param in self._indexed_params()}
         new_state = {}
         for key, entries in state_dict["state"].items():
             position = int(key)
             if position not in params:
-                problems.append(f"  state[{position}]: got state for parameter {position}; expected positions < {len(params)}")
+                problems.append(f"  state[{position}]: got state for parameter {position}; "
+                                f"expected positions < {len(params)}")
                 continue
             param, cast = params[position], {}
             for name, value in entries.items():
                 if name not in self.state_names:
-                    problems.append(f"  state[{position}].{name}: got an unknown entry; expected one of {self.state_names}")
+                    problems.append(f"  state[{position}].{name}: got an unknown entry; "
+                                    f"expected one of {self.state_names}")
                     continue
                 value = to_numpy(value)
                 if tuple(value.shape) != param.shape:
-                    problems.append(f"  state[{position}].{name}: got shape {tuple(value.shape)}; expected {param.shape}")
+                    problems.append(f"  state[{position}].{name}: got shape {tuple(value.shape)}; "
+                                    f"expected {param.shape}")
                     continue
                 cast[name] = value.astype(param.dtype)
             new_state[position] = cast
@@ -195,7 +200,7 @@ class Optimizer:
 
     def _assign_state(self, prepared) -> None:
         saved_groups, new_state, step_count, params = prepared
-        for saved, group in zip(saved_groups, self.param_groups):
+        for saved, group in zip(saved_groups, self.param_groups, strict=True):
             for key, value in saved.items():
                 if key != "params":
                     group[key] = value

@@ -19,7 +19,7 @@ The last two equal ``transformers.get_linear_schedule_with_warmup`` / ``get_cosi
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["LambdaLR", "warmup_inverse_sqrt", "warmup_linear_decay", "warmup_cosine"]
 
@@ -43,24 +43,26 @@ class LambdaLR:
         else:
             self.lr_lambdas = list(lr_lambda)
             if len(self.lr_lambdas) != len(groups):
-                raise ValueError(f"lr_lambda: got {len(self.lr_lambdas)} functions; expected one per group ({len(groups)})")
+                raise ValueError(f"lr_lambda: got {len(self.lr_lambdas)} functions; "
+                                 f"expected one per group ({len(groups)})")
         for number, group in enumerate(groups):
             if last_epoch == -1:
                 group.setdefault("initial_lr", group["lr"])
             elif "initial_lr" not in group:
-                raise KeyError(f"param_groups[{number}]: has no 'initial_lr'; expected it when resuming (last_epoch != -1)")
+                raise KeyError(f"param_groups[{number}]: has no 'initial_lr'; "
+                               f"expected it when resuming (last_epoch != -1)")
         self.base_lrs = [group["initial_lr"] for group in groups]
         self.last_epoch = last_epoch
         self._last_lr: list[float] = []
         self.step()
 
     def get_lr(self) -> list[float]:
-        return [base * factor(self.last_epoch) for base, factor in zip(self.base_lrs, self.lr_lambdas)]
+        return [base * factor(self.last_epoch) for base, factor in zip(self.base_lrs, self.lr_lambdas, strict=True)]
 
     def step(self) -> None:
         """Advance the count and set every group's ``lr``; call once per ``optimizer.step()``, after it."""
         self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
@@ -74,7 +76,8 @@ class LambdaLR:
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["base_lrs"]) != len(self.base_lrs):
-            raise ValueError(f"state: got {len(state['base_lrs'])} base rates; expected {len(self.base_lrs)} (one per group)")
+            raise ValueError(f"state: got {len(state['base_lrs'])} base rates; "
+                             f"expected {len(self.base_lrs)} (one per group)")
         self.last_epoch = int(state["last_epoch"])
         self.base_lrs = [float(lr) for lr in state["base_lrs"]]
         self._last_lr = [float(lr) for lr in state.get("_last_lr", self.get_lr())]

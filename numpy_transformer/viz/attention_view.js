@@ -233,23 +233,34 @@
     return [Math.max(8, Math.round(wide)), Math.max(8, Math.round(tall))];
   }
 
-  function paint(canvasNode, set, l, h) {          // one pixel per weight: white (0) to the head's colour (1)
-    canvasNode.width = set.S;
-    canvasNode.height = set.T;
-    var ctx = canvasNode.getContext("2d"), image = ctx.createImageData(set.S, set.T), c = rgb(color(h));
+  // One pixel per weight, white (0) to the head's colour (1). Given a smaller width x height (a thumbnail of many
+  // tokens), each pixel shows the LARGEST weight of the block of cells it covers, so that a thin diagonal or a
+  // single strong cell still shows (drawing every cell and letting the browser shrink it would drop rows).
+  function paint(canvasNode, set, l, h, width, height) {
+    var W = Math.min(set.S, width || set.S), Hgt = Math.min(set.T, height || set.T);
+    canvasNode.width = W;
+    canvasNode.height = Hgt;
+    var ctx = canvasNode.getContext("2d"), image = ctx.createImageData(W, Hgt), c = rgb(color(h));
     var base = (l * set.heads + h) * set.T * set.S;
-    for (var p = 0; p < set.T * set.S; p++) {
-      var w = set.q[base + p] / data.levels;
-      image.data[4 * p] = 255 - w * (255 - c[0]);
-      image.data[4 * p + 1] = 255 - w * (255 - c[1]);
-      image.data[4 * p + 2] = 255 - w * (255 - c[2]);
-      image.data[4 * p + 3] = 255;
+    for (var y = 0; y < Hgt; y++) {
+      var t0 = Math.floor(y * set.T / Hgt), t1 = Math.max(t0 + 1, Math.floor((y + 1) * set.T / Hgt));
+      for (var x = 0; x < W; x++) {
+        var s0 = Math.floor(x * set.S / W), s1 = Math.max(s0 + 1, Math.floor((x + 1) * set.S / W)), q = 0;
+        for (var t = t0; t < t1; t++) {
+          for (var s = s0; s < s1; s++) q = Math.max(q, set.q[base + t * set.S + s]);
+        }
+        var w = q / data.levels, p = 4 * (y * W + x);
+        image.data[p] = 255 - w * (255 - c[0]);
+        image.data[p + 1] = 255 - w * (255 - c[1]);
+        image.data[p + 2] = 255 - w * (255 - c[2]);
+        image.data[p + 3] = 255;
+      }
     }
     ctx.putImageData(image, 0, 0);
   }
 
   function buildModelView() {
-    var set = current(), size = thumbSize(set);
+    var set = current(), size = thumbSize(set), ratio = window.devicePixelRatio || 1;
     grid.textContent = "";
     grid.style.gridTemplateColumns = "auto repeat(" + set.heads + ", " + size[0] + "px)";
     grid.appendChild(el("div", "nt-label", ""));
@@ -258,7 +269,7 @@
       grid.appendChild(el("div", "nt-label nt-row-label", "layer " + l));
       for (h = 0; h < set.heads; h++) {
         var thumb = el("canvas", "nt-thumb");
-        paint(thumb, set, l, h);
+        paint(thumb, set, l, h, Math.round(size[0] * ratio), Math.round(size[1] * ratio));
         thumb.style.width = size[0] + "px";
         thumb.style.height = size[1] + "px";
         thumb.dataset.layer = l;
@@ -269,7 +280,9 @@
       }
     }
     status.textContent = count(set.layers, "layer") + " x " + count(set.heads, "head") + ": row t of each square is query token t, " +
-      "column s is key token s (white 0, full colour 1). Click a square to enlarge it.";
+      "column s is key token s (white 0, full colour 1" +
+      (size[0] * ratio < set.S || size[1] * ratio < set.T ? "; a pixel shows the largest weight of the tokens it covers" : "") +
+      "). Click a square to enlarge it.";
     if (state.cell && state.cell.layer < set.layers && state.cell.head < set.heads) enlarge(state.cell.layer, state.cell.head);
     else closeEnlarged();
   }

@@ -21,7 +21,8 @@ pages let you look at them (after BertViz's head and model views):
   cross-attention (each target position on the left, the source tokens on the right); see
   :func:`encoder_decoder_view`.
 - :func:`head_view_html` and :func:`model_view_html` build the page straight from a model, a tokenizer and a
-  text, for the BERT models, the classifier, GPT and the translator (:func:`model_attention` collects them).
+  text, for BERT, DistilBERT, the classifier, GPT (GPT-2 included) and the translator: :func:`model_attention`
+  reads the weights from the per-layer record every model keeps, ``forward(..., output_attentions=True)``.
 
 Layers and heads are numbered from 0, as the models index them (``attention_weights(layer=0)``).
 
@@ -44,11 +45,9 @@ from __future__ import annotations
 
 import base64
 import html
-import inspect
 import json
 import os
 from collections.abc import Sequence
-from contextlib import contextmanager
 from importlib import resources
 
 import numpy as np
@@ -318,7 +317,7 @@ def _sets_from(attention, tokens, key_tokens, name) -> list[AttentionSet]:
 class HeadView(AttentionView):
     """Head view first: one layer, a line per head from each query token to each key token.
 
-    >>> weights = [model.bert.attention_weights(ids, layer=l) for l in range(6)]  # each (1, H, T, T)
+    >>> weights = bert(ids, output_attentions=True).attentions   # L arrays (1, H, T, T), ids (1, T)
     >>> HeadView(weights, tokens).save("head_view.html")
 
     Inputs:
@@ -368,59 +367,20 @@ def encoder_decoder_view(cross_attention, source_tokens, target_tokens, encoder_
 
 # ---------------------------------------------------------------------------------------------- models
 
-def _recording_forward(original, records: list):
-    """``original`` (a bound ``MultiheadAttention.forward``) that also appends its per-head weights to ``records``."""
-    signature = inspect.signature(original)
-
-    def forward(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        wanted, average = bound.arguments["need_weights"], bound.arguments["average_attn_weights"]
-        bound.arguments["need_weights"], bound.arguments["average_attn_weights"] = True, False
-        out, weights = original(*bound.args, **bound.kwargs)        # weights (B, H, T, S)
-        records.append(weights)
-        if not wanted:
-            return out, None
-        return out, weights.mean(axis=1) if average else weights   # what the caller asked for
-
-    return forward
-
-
-@contextmanager
-def _recording_attention(modules):
-    """While open, each ``MultiheadAttention`` in ``modules`` also records its per-head weights (B, H, T, S).
-
-    The model runs its own forward pass unchanged; each attention call is made with ``need_weights=True,
-    average_attn_weights=False`` and its caller gets what it asked for. Yields ``{id(module): [weights, ...]}``.
-    """
-    records = {id(module): [] for module in modules}
-    for module in modules:
-        # an instance attribute hides the class's method, for this module only, until it is removed below
-        object.__setattr__(module, "forward", _recording_forward(module.forward, records[id(module)]))
-    try:
-        yield records
-    finally:
-        for module in modules:
-            vars(module).pop("forward", None)
-
-
-def _run_recording(model, modules, run):
-    """Run ``run()`` in eval mode, recording each module's attention once; the (H, T, S) weights per module."""
+def _recorded(model, run):
+    """``run()`` (a forward pass asked for ``output_attentions=True``) in eval mode; the model's training mode is
+    restored afterwards. Returns the :class:`~numpy_transformer.models.outputs.ModelOutput`."""
     was_training = model.training
     model.eval()
     try:
-        with _recording_attention(modules) as records:
-            result = run()
+        return run()
     finally:
         model.train(was_training)
-    weights = []
-    for module in modules:
-        calls = records[id(module)]
-        if len(calls) != 1:
-            raise RuntimeError(f"model: an attention module ran {len(calls)} times in one forward pass; "
-                               "expected once")
-        weights.append(to_numpy(calls[0])[0])                       # (1, H, T, S) -> (H, T, S)
-    return weights, result
+
+
+def _one_sequence(attentions) -> list:
+    """The per-layer record of a batch of one, L arrays (1, H, T, S), as L NumPy arrays (H, T, S)."""
+    return [to_numpy(layer)[0] for layer in attentions]
 
 
 def _word_labels(tokenizer, words: list[str], ids) -> list[str]:
@@ -432,30 +392,35 @@ def model_attention(model, tokenizer, text: str, target_text: str | None = None,
                     max_tokens: int | None = None) -> list[AttentionSet]:
     """Every layer's and head's attention of ``model`` reading ``text``, as :class:`AttentionSet` s.
 
-    The model runs its usual forward pass once, in eval mode (its training mode is restored), while each of its
-    attention modules also records its weights; the weights are exactly those that ``attention_weights``
-    (BERT, the classifier) and ``cross_attention_weights`` (the translator) return.
+    The model runs one forward pass in eval mode (its training mode is restored) with ``output_attentions=True``,
+    the per-layer record every model here keeps (:mod:`numpy_transformer.models.outputs`): the weights are
+    those of its ``attentions`` (and, for the translator, ``encoder_attentions`` and ``cross_attentions``).
 
     Inputs:
         model and tokenizer, one of:
-            - :class:`~numpy_transformer.models.bert.BertModel` or ``BertClassifier``, with a ``BertTokenizer``;
+            - :class:`~numpy_transformer.models.bert.BertModel`, ``BertClassifier``,
+              :class:`~numpy_transformer.models.distilbert.DistilBertModel` or
+              ``DistilBertForSequenceClassification`` (a classifier shows its encoder), with a ``BertTokenizer``;
             - :class:`~numpy_transformer.models.TransformerClassifier`, with the ``WordTokenizer`` it was trained
               with (a ``<bos>`` is put first when it pools the first position, as ``demos/08_sentiment.py``);
-            - :class:`~numpy_transformer.models.GPT`, with its ``CharTokenizer`` or ``WordTokenizer``;
+            - :class:`~numpy_transformer.models.GPT`, with its ``CharTokenizer`` or ``WordTokenizer``, or (GPT-2)
+              a :class:`~numpy_transformer.text.GPT2Tokenizer`, whose pieces are shown as the text they decode
+              to (a piece that is white space only, or part of a character, as its byte symbols: ``Ġ``, ``Ċ``);
             - :class:`~numpy_transformer.models.Seq2SeqTransformer`, with a pair (source tokenizer, target
               tokenizer) of ``WordTokenizer`` s.
-            (A Vision Transformer reads images, not text: give its ``attention_weights(images, layer=l)`` of
-            every layer to :class:`HeadView` with tokens such as ``["[class]", "patch 0", ...]``.)
+            (A Vision Transformer reads images, not text: give the ``attentions`` of its
+            ``forward(images, output_attentions=True)`` to :class:`HeadView` with tokens such as
+            ``["[class]", "patch 0", ...]``.)
         text: the sentence (for the translator, the source sentence)
         target_text: the translator's output to look at; default: the model's own greedy translation
         max_tokens: read at most this many tokens (special tokens included)
 
     Returns:
-        BERT, the classifier and GPT: one set (self-attention). The translator: ``[cross-attention, encoder
-        self-attention, decoder self-attention]``, where each decoder position is labelled with the word it is
-        producing (the decoder reads ``<bos> w1 .. wn`` and produces ``w1 .. wn <eos>``).
+        the encoders, the classifier and GPT: one set (self-attention). The translator: ``[cross-attention,
+        encoder self-attention, decoder self-attention]``, where each decoder position is labelled with the word
+        it is producing (the decoder reads ``<bos> w1 .. wn`` and produces ``w1 .. wn <eos>``).
     """
-    from ..models.bert import BertClassifier, BertModel
+    from ..models.bert import EncoderClassifier, EncoderModel
     from ..models.classifier import TransformerClassifier
     from ..models.gpt import GPT
     from ..models.translator import Seq2SeqTransformer
@@ -464,29 +429,31 @@ def model_attention(model, tokenizer, text: str, target_text: str | None = None,
         raise TypeError(f"text: got {type(text).__name__}; expected a str")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 2):
         raise ValueError(f"max_tokens: got {max_tokens!r}; expected None or an int >= 2")
-    if isinstance(model, BertClassifier):
-        model = model.bert
-    if isinstance(model, BertModel):
-        return [_bert_attention(model, tokenizer, text, max_tokens)]
+    if isinstance(model, EncoderClassifier):
+        model = model.encoder_model
+    if isinstance(model, EncoderModel):
+        return [_encoder_attention(model, tokenizer, text, max_tokens)]
     if isinstance(model, TransformerClassifier):
         return [_classifier_attention(model, tokenizer, text, max_tokens)]
     if isinstance(model, GPT):
         return [_gpt_attention(model, tokenizer, text, max_tokens)]
     if isinstance(model, Seq2SeqTransformer):
         return _translator_attention(model, tokenizer, text, target_text, max_tokens)
-    raise TypeError(f"model: got {type(model).__name__}; expected a BertModel, BertClassifier, "
-                    "TransformerClassifier, GPT or Seq2SeqTransformer")
+    raise TypeError(f"model: got {type(model).__name__}; expected a BertModel, BertClassifier, DistilBertModel, "
+                    "DistilBertForSequenceClassification, TransformerClassifier, GPT or Seq2SeqTransformer")
 
 
-def _bert_attention(bert, tokenizer, text, max_tokens) -> AttentionSet:
-    if not callable(tokenizer) or not hasattr(tokenizer, "convert_ids_to_tokens"):
+def _encoder_attention(encoder, tokenizer, text, max_tokens) -> AttentionSet:
+    if not callable(tokenizer) or not hasattr(tokenizer, "convert_ids_to_tokens") or hasattr(tokenizer, "byte_decoder"):
         raise TypeError(f"tokenizer: got {type(tokenizer).__name__}; expected a BertTokenizer")
     batch = tokenizer([text], truncation=max_tokens is not None, max_length=max_tokens)
-    modules = [layer.self_attn for layer in bert.encoder.layers]
-    weights, _ = _run_recording(bert, modules, lambda: bert(batch["input_ids"], batch["attention_mask"],
-                                                            batch["token_type_ids"]))
+    inputs = (batch["input_ids"], batch["attention_mask"])
+    if encoder.takes_token_types:                                            # BERT; DistilBERT has none
+        inputs += (batch["token_type_ids"],)
+    out = _recorded(encoder, lambda: encoder(*inputs, output_attentions=True))
     tokens = tokenizer.convert_ids_to_tokens([int(i) for i in batch["input_ids"][0]])
-    return AttentionSet(weights, tokens, name="self-attention", description="every token attending to every token")
+    return AttentionSet(_one_sequence(out.attentions), tokens, name="self-attention",
+                        description="every token attending to every token")
 
 
 def _classifier_attention(model, tokenizer, text, max_tokens) -> AttentionSet:
@@ -499,24 +466,41 @@ def _classifier_attention(model, tokenizer, text, max_tokens) -> AttentionSet:
     if ids.shape[1] == 0:
         raise ValueError("text: got no tokens; expected at least one word")
     words = ([tokenizer.bos_token] if first else []) + tokenizer.split(text.lower() if tokenizer.lowercase else text)
-    modules = [layer.self_attn for layer in model.encoder.layers]
-    weights, _ = _run_recording(model, modules, lambda: model(ids))
+    out = _recorded(model, lambda: model(ids, output_attentions=True))
     tokens = _word_labels(tokenizer, words[:ids.shape[1]], ids[0])
-    return AttentionSet(weights, tokens, name="self-attention", description="every token attending to every token")
+    return AttentionSet(_one_sequence(out.attentions), tokens, name="self-attention",
+                        description="every token attending to every token")
+
+
+def _byte_level_labels(tokenizer, ids) -> list[str]:
+    """GPT-2's pieces as the text each decodes to; white space only, or part of a character: its byte symbols."""
+    labels = []
+    for piece_id in ids:
+        text = tokenizer.decode([int(piece_id)])
+        readable = text.strip() and "\ufffd" not in text
+        labels.append(text if readable else tokenizer.convert_ids_to_tokens(int(piece_id)))
+    return labels
 
 
 def _gpt_attention(model, tokenizer, text, max_tokens) -> AttentionSet:
-    if not hasattr(tokenizer, "batch_encode"):
-        raise TypeError(f"tokenizer: got {type(tokenizer).__name__}; expected the model's CharTokenizer or "
-                        "WordTokenizer")
     limit = model.max_len if max_tokens is None else min(max_tokens, model.max_len)
-    ids, lengths = tokenizer.batch_encode([text], max_len=limit)
-    ids = ids[:, :lengths[0]]                                                # (1, T), no padding
-    if ids.shape[1] == 0:
-        raise ValueError("text: got no tokens; expected at least one")
-    pieces = tokenizer.split(text.lower() if tokenizer.lowercase else text)[:ids.shape[1]]
-    weights, _ = _run_recording(model, [block.self_attn for block in model.blocks], lambda: model(ids))
-    return AttentionSet(weights, _word_labels(tokenizer, pieces, ids[0]), name="causal self-attention",
+    if hasattr(tokenizer, "byte_decoder"):                                   # GPT-2's byte-level BPE
+        ids = np.array([tokenizer.encode(text)[:limit]], dtype=np.int64)     # (1, T)
+        if ids.shape[1] == 0:
+            raise ValueError("text: got no tokens; expected at least one character")
+        tokens = _byte_level_labels(tokenizer, ids[0])
+    elif hasattr(tokenizer, "batch_encode"):
+        ids, lengths = tokenizer.batch_encode([text], max_len=limit)
+        ids = ids[:, :lengths[0]]                                            # (1, T), no padding
+        if ids.shape[1] == 0:
+            raise ValueError("text: got no tokens; expected at least one")
+        pieces = tokenizer.split(text.lower() if tokenizer.lowercase else text)[:ids.shape[1]]
+        tokens = _word_labels(tokenizer, pieces, ids[0])
+    else:
+        raise TypeError(f"tokenizer: got {type(tokenizer).__name__}; expected a GPT2Tokenizer, or the model's "
+                        "CharTokenizer or WordTokenizer")
+    out = _recorded(model, lambda: model(ids, output_attentions=True))
+    return AttentionSet(_one_sequence(out.attentions), tokens, name="causal self-attention",
                         description="each token attending to itself and the tokens before it")
 
 
@@ -541,21 +525,17 @@ def _translator_attention(model, tokenizers, text, target_text, max_tokens) -> l
     if max_tokens is not None:
         target_ids = target_ids[:max_tokens - 1]
     tgt_in = np.array([[target.bos_id] + target_ids], dtype=np.int64)       # (1, T): <bos> w1 .. wn
-    layers_enc, layers_dec = model.transformer.encoder.layers, model.transformer.decoder.layers
-    modules = ([layer.self_attn for layer in layers_enc] + [layer.self_attn for layer in layers_dec]
-               + [layer.multihead_attn for layer in layers_dec])
-    weights, _ = _run_recording(model, modules, lambda: model(src, tgt_in))
-    n_enc, n_dec = len(layers_enc), len(layers_dec)
+    out = _recorded(model, lambda: model(src, tgt_in, output_attentions=True))
     source_words = source.split(text.lower() if source.lowercase else text)[:src.shape[1]]
     source_tokens = _word_labels(source, source_words, src[0])
     read = [target.bos_token] + [target.itos[i] for i in target_ids]         # what the decoder reads
     producing = read[1:] + [target.eos_token]                                # what each position produces
     return [
-        AttentionSet(weights[n_enc + n_dec:], producing, source_tokens, name="cross-attention",
+        AttentionSet(_one_sequence(out.cross_attentions), producing, source_tokens, name="cross-attention",
                      description="left: the target word being produced; right: the source words it reads"),
-        AttentionSet(weights[:n_enc], source_tokens, name="encoder self-attention",
+        AttentionSet(_one_sequence(out.encoder_attentions), source_tokens, name="encoder self-attention",
                      description="source words attending to source words"),
-        AttentionSet(weights[n_enc:n_enc + n_dec], producing, read, name="decoder self-attention",
+        AttentionSet(_one_sequence(out.attentions), producing, read, name="decoder self-attention",
                      description="left: the target word being produced; right: the words read so far"),
     ]
 

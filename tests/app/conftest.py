@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from reference import references_required, require
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,15 +3,20 @@ bad input a short note (never a stack trace), and a failure inside a handler doe
 import base64
 import html
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from reference import require
 
 from numpy_transformer.models.bert import BertClassifier
+from reference import require
 
+ROOT = Path(__file__).resolve().parents[2]
 ROUNDING = 0.5 / 255 + 1e-12   # the attention pages store round(255 * weight)
 NON_LATIN = ["猫が好きです。 Кошка спит. القطة نائمة", "🙂🙂🙂 🎬 </script><b>bold</b> & \"quotes\""]
 
@@ -153,16 +158,44 @@ def test_sentiment_gives_the_models_probability_and_attention(app_module, app_mo
     check_sentiment(app_module, app_models, "The plot is predictable, but the cast is superb.")
 
 
+def predict_option(demo, folder, text) -> str:
+    """What ``python demos/<demo> --out folder --predict text`` prints (the demo's own loader and files)."""
+    result = subprocess.run([sys.executable, str(ROOT / "demos" / demo), "--out", str(folder), "--predict", text],
+                            cwd=ROOT, env=dict(os.environ, MPLBACKEND="Agg", HF_HUB_OFFLINE="1"), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_sentiment_answers_as_the_demos_predict_option_from_the_same_files(app_module, app_models, app_cache):
+    """The app serves the model finetune_bert.py saved in the cache (or 08_sentiment.py's, without the pretrained
+    checkpoint): its --predict, pointed at the same folder, gives the same label and probability."""
+    text = "The plot is predictable, but the cast is superb."
+    labels = run(app_module, app_models, "sentiment", text)[0]
+    label = max(labels, key=labels.get)
+    if isinstance(app_models.sentiment, BertClassifier):
+        printed = predict_option("finetune_bert.py", app_cache / "finetune_bert", text)
+        assert f"{label} ({labels[label]:.3f}): {text}" in printed
+    else:
+        printed = predict_option("08_sentiment.py", app_cache / "08_sentiment", text)
+        assert f"{label:8s} (P(positive) = {labels['positive']:.2f})  {text}" in printed
+
+
 def test_sentiment_with_the_classifier_trained_from_scratch(app_module, app_cache, tmp_path):
-    """The fallback without the pretrained checkpoint: 08_sentiment.py's classifier, trained and cached."""
+    """The fallback without the pretrained checkpoint: 08_sentiment.py trains and saves its classifier into the
+    cache, the app loads it with the demo's loader, and the demo's --predict reads the same files."""
     shutil.copytree(app_cache / "translate", tmp_path / "translate")
     app_module.prepare(str(tmp_path), quick=True, sentiment="classifier")
-    assert (tmp_path / "sentiment" / "sentiment_classifier.npz").is_file()
+    saved = tmp_path / "08_sentiment"
+    assert (saved / "sentiment.npz").is_file() and (saved / "vocab.json").is_file()
     models = app_module.load_models(str(tmp_path), sentiment="classifier")
     assert "trained from scratch" in models.sentiment_name
     check_sentiment(app_module, models, "The movie was fantastic but the ending was disappointing.")
     labels, notes, _, _ = run(app_module, models, "sentiment", "The zorblax was fantastic")
     assert "Never seen in training, so read as `<unk>`: `zorblax`." in notes
+    label = max(labels, key=labels.get)
+    printed = predict_option("08_sentiment.py", saved, "The zorblax was fantastic")
+    assert f"{label:8s} (P(positive) = {labels['positive']:.2f})  The zorblax was fantastic" in printed
 
 
 # ---------------------------------------------------------------------------------------------- explorer

@@ -8,10 +8,10 @@ checks that every output, gradient and cache entry is a device array whose value
 """
 import copy
 
+import fake_cupy
 import numpy as np
 import pytest
 
-import fake_cupy
 from numpy_transformer import functional as F
 
 TIGHT = dict(rtol=1e-12, atol=1e-14)
@@ -43,7 +43,7 @@ def assert_same(host, device, what="output"):
         np.testing.assert_allclose(value, host, err_msg=what, **TIGHT)
     elif isinstance(host, (tuple, list)):
         assert len(host) == len(device), what
-        for number, (h, d) in enumerate(zip(host, device)):
+        for number, (h, d) in enumerate(zip(host, device, strict=True)):
             assert_same(h, d, f"{what}[{number}]")
     elif isinstance(host, dict):
         for key in host:
@@ -77,9 +77,11 @@ def _cases():
     targets = np.array([[1, -100, 4], [0, 2, 3]])
     cases = {
         "linear": (F.linear_forward, F.linear_backward, (r(2, 3, 4), r(5, 4), r(5)), {}),
-        "linear_nobias": (F.linear_forward, F.linear_backward, (r(2, 3, 4).astype(np.float32), r(5, 4).astype(np.float32)), {}),
+        "linear_nobias": (F.linear_forward, F.linear_backward,
+                          (r(2, 3, 4).astype(np.float32), r(5, 4).astype(np.float32)), {}),
         "embedding": (F.embedding_forward, F.embedding_backward, (ids, r(6, 4)), dict(padding_idx=1)),
-        "positional": (F.positional_encoding_forward, F.positional_encoding_backward, (r(2, 3, 4), r(9, 4)), dict(offset=2)),
+        "positional": (F.positional_encoding_forward, F.positional_encoding_backward, (r(2, 3, 4), r(9, 4)),
+                       dict(offset=2)),
         "softmax": (F.softmax_forward, F.softmax_backward, (r(2, 3, 5),), dict(axis=1)),
         "log_softmax": (F.log_softmax_forward, F.log_softmax_backward, (r(2, 3, 5),), {}),
         "attention": (F.scaled_dot_product_attention_forward, F.scaled_dot_product_attention_backward, (q, k, v), {}),
@@ -110,7 +112,8 @@ def _cases():
         "dropout": (F.dropout_forward, F.dropout_backward, (r(2, 3, 4),), dict(p=0.4, rng=5)),
         "dropout_eval": (F.dropout_forward, F.dropout_backward, (r(2, 3, 4),), dict(p=0.4, training=False)),
         "patchify": (F.patchify_forward, F.patchify_backward, (r(2, 3, 4, 6), 2), {}),
-        "unpatchify": (F.unpatchify_forward, F.unpatchify_backward, (r(2, 6, 12),), dict(image_shape=(3, 4, 6), patch_size=2)),
+        "unpatchify": (F.unpatchify_forward, F.unpatchify_backward, (r(2, 6, 12),),
+                       dict(image_shape=(3, 4, 6), patch_size=2)),
         "cross_entropy": (F.cross_entropy_forward, F.cross_entropy_backward, (r(2, 3, 5), targets),
                           dict(label_smoothing=0.1)),
     }
@@ -123,7 +126,8 @@ CASES = _cases()
 def run_pair(forward, backward, args, kwargs):
     *outs, cache = forward(*args, **kwargs)
     upstream = np.random.default_rng(1).standard_normal(outs[0].shape).astype(outs[0].dtype)
-    dout = 1.0 if outs[0].shape == () else to_dev(upstream, fake_cupy) if isinstance(outs[0], fake_cupy.ndarray) else upstream
+    on_device = isinstance(outs[0], fake_cupy.ndarray)
+    dout = 1.0 if outs[0].shape == () else to_dev(upstream, fake_cupy) if on_device else upstream
     return outs, backward(dout, cache), cache
 
 
@@ -179,17 +183,20 @@ def _module_cases():
     f64 = np.float64
     cases = {
         "Linear": (lambda: nn.Linear(4, 5, dtype=f64, rng=0), (r(2, 3, 4),), {}),
-        "Embedding": (lambda: nn.Embedding(6, 4, padding_idx=0, dtype=f64, rng=0), (np.array([[1, 0, 5], [2, 3, 3]]),), {}),
+        "Embedding": (lambda: nn.Embedding(6, 4, padding_idx=0, dtype=f64, rng=0),
+                      (np.array([[1, 0, 5], [2, 3, 3]]),), {}),
         "LayerNorm": (lambda: nn.LayerNorm(4, dtype=f64), (r(2, 3, 4),), {}),
         "Dropout": (lambda: nn.Dropout(0.3, rng=np.random.default_rng(4)), (r(2, 3, 4),), {}),
         "GELU": (lambda: nn.GELU(), (r(2, 3, 4),), {}),
-        "PositionalEncoding": (lambda: nn.PositionalEncoding(4, max_len=9, kind="learned", dropout=0.2, dtype=f64, rng=1),
+        "PositionalEncoding": (lambda: nn.PositionalEncoding(4, max_len=9, kind="learned", dropout=0.2, dtype=f64,
+                                                             rng=1),
                                (r(2, 3, 4),), dict(offset=1)),
         "PatchEmbedding": (lambda: nn.PatchEmbedding(4, 2, 3, 5, dtype=f64, rng=0), (r(2, 3, 4, 4),), {}),
     }
     padding = np.array([[False, False, False, True, True], [False] * 5])
     if hasattr(nn, "MultiheadAttention"):
-        cases["MultiheadAttention"] = (lambda: nn.MultiheadAttention(6, 2, dropout=0.2, batch_first=True, dtype=f64, rng=0),
+        cases["MultiheadAttention"] = (lambda: nn.MultiheadAttention(6, 2, dropout=0.2, batch_first=True, dtype=f64,
+                                                                     rng=0),
                                        (r(2, 3, 6), r(2, 5, 6), r(2, 5, 6)), dict(key_padding_mask=padding))
     if hasattr(nn, "Transformer"):
         cases["TransformerEncoderLayer"] = (
@@ -199,8 +206,9 @@ def _module_cases():
         cases["TransformerDecoderLayer"] = (
             lambda: nn.TransformerDecoderLayer(6, 2, 7, dropout=0.1, norm_first=True, batch_first=True, dtype=f64,
                                                rng=0),
-            (r(2, 3, 6), r(2, 5, 6)), dict(tgt_is_causal=True, tgt_mask=nn.Transformer.generate_square_subsequent_mask(3),
-                                           memory_key_padding_mask=padding))
+            (r(2, 3, 6), r(2, 5, 6)),
+            dict(tgt_is_causal=True, tgt_mask=nn.Transformer.generate_square_subsequent_mask(3),
+                 memory_key_padding_mask=padding))
         cases["Transformer"] = (
             lambda: nn.Transformer(6, 2, 2, 2, 7, dropout=0.1, batch_first=True, dtype=f64, rng=0),
             (r(2, 5, 6), r(2, 3, 6)), dict(tgt_mask=nn.Transformer.generate_square_subsequent_mask(3),
@@ -256,7 +264,8 @@ def _model_cases(dropout=0.0):
         return cases
     src, tgt = ids(11, 2, 5), ids(9, 2, 5)
     src[0, -2:] = 0                                         # padding
-    cases["translator"] = (lambda: Seq2SeqTransformer(11, 9, 8, 2, 1, 1, 12, dropout=dropout, label_smoothing=0.1, rng=0),
+    cases["translator"] = (lambda: Seq2SeqTransformer(11, 9, 8, 2, 1, 1, 12, dropout=dropout, label_smoothing=0.1,
+                                                      rng=0),
                            (src, tgt[:, :-1]), tgt[:, 1:], "loss")
     text = ids(13, 2, 6)
     cases["gpt"] = (lambda: GPT(13, 8, 2, 2, dropout=dropout, max_len=16, rng=0), (text[:, :-1],), text[:, 1:], "loss")

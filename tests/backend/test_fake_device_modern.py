@@ -1,8 +1,9 @@
 """The modern decoder pieces keep their arrays on the device, proven on the fake CuPy of ``fake_cupy.py``.
 
-The same checks as ``test_fake_device.py``, for RoPE, RMSNorm, SiLU, SwiGLU and grouped-query attention and their
-layers: each runs once on NumPy arrays and once on device arrays; every output, gradient and cache entry must be
-a device array with the CPU run's values, and a layer's forward and backward must never read a value back.
+The same checks as ``test_fake_device.py``, for RoPE, RMSNorm, SiLU, SwiGLU and grouped-query attention, their
+layers, the Llama block and the Llama model: each runs once on NumPy arrays and once on device arrays; every
+output, gradient and cache entry must be a device array with the CPU run's values, and a forward and backward
+(a training step, a decoding step through the key/value caches) must never read a value back.
 """
 import copy
 
@@ -78,10 +79,16 @@ def _module_cases():
         "SwiGLUFeedForward": (lambda: nn.SwiGLUFeedForward(4, 6, bias=True, dtype=f64, rng=0), (r(2, 3, 4),), {}),
         "GroupedQueryAttention": (lambda: nn.GroupedQueryAttention(8, 4, 2, dropout=0.2, dtype=f64, rng=0),
                                   (r(2, 4, 8),), dict(key_padding_mask=padding, offset=3)),
+        "GroupedQueryAttention-positions": (lambda: nn.GroupedQueryAttention(8, 4, 2, dtype=f64, rng=0),
+                                            (r(2, 4, 8),), dict(position_ids=np.array([[0, 1, 2, 3], [5, 6, 7, 8]]))),
+        "LlamaDecoderLayer": (lambda: nn.LlamaDecoderLayer(8, 4, 6, 2, attention_dropout=0.2, attention_bias=True,
+                                                           dtype=f64, rng=0),
+                              (r(2, 4, 8),), dict(key_padding_mask=padding)),
     }
 
 
-MODULES = ["RMSNorm", "SiLU", "SwiGLUFeedForward", "GroupedQueryAttention"]
+MODULES = ["RMSNorm", "SiLU", "SwiGLUFeedForward", "GroupedQueryAttention", "GroupedQueryAttention-positions",
+           "LlamaDecoderLayer"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -116,6 +123,8 @@ def test_the_no_host_calls_guard_reads_the_new_compute_paths():
         "functional/swiglu.py": {"swiglu_forward", "swiglu_backward"},
         "functional/gqa.py": {"grouped_query_attention_forward", "grouped_query_attention_backward", "_fold_mask"},
         "nn/modern.py": {"forward", "backward"},
+        "models/llama.py": {"forward", "backward", "next_token_logits", "loss"},
+        "models/generation.py": {"generate", "positions_from_mask"},
     }
     for relative, names in expected.items():
         everything = relative.split("/")[0] in guard.FULLY_COMPUTE
@@ -125,3 +134,54 @@ def test_the_no_host_calls_guard_reads_the_new_compute_paths():
         assert names <= scanned, f"{relative}: {sorted(names - scanned)} not scanned"
         assert [call for function in guard.compute_functions(tree, everything)
                 for call in guard.numpy_calls(function) if call[1] not in guard.ALLOWED] == []
+
+
+def _llama(tie):
+    from numpy_transformer.models import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=13, hidden_size=8, intermediate_size=12, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tie, initializer_range=0.3)
+    return LlamaForCausalLM(config, dtype=np.float64, rng=0)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_llama_training_step_stays_on_the_device(cp, tie):
+    from numpy_transformer.functional.losses import cross_entropy_backward, cross_entropy_forward
+
+    host_model = _llama(tie)
+    device_model = copy.deepcopy(host_model).to("cuda")
+    ids = np.array([[0, 0, 3, 4, 5], [6, 7, 8, 9, 10]])
+    mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    targets = np.array([[-100, -100, 4, 5, 6], [7, 8, 9, 10, 11]])
+
+    def step(model, ids, mask, targets):
+        fake_cupy.reset_counts()
+        record = model(ids, mask, output_hidden_states=True, output_attentions=True)
+        loss, cache = cross_entropy_forward(record.output, targets)
+        model.zero_grad()
+        model.backward(cross_entropy_backward(1.0, cache))
+        return ((record.output, record.hidden_states, record.attentions, loss,
+                 {n: p.grad for n, p in model.named_parameters()}), list(fake_cupy.SYNC_SITES))
+
+    host, _ = step(host_model, ids, mask, targets)
+    device, syncs = step(device_model, to_dev(ids, cp), to_dev(mask, cp), to_dev(targets, cp))
+    assert syncs == []
+    assert_same(host, device, "Llama training step")
+
+
+def test_llama_generation_through_the_caches_stays_on_the_device(cp):
+    model = _llama(False)
+    prompt = np.array([[3, 4, 5], [0, 6, 7]])
+    mask = np.array([[1, 1, 1], [0, 1, 1]])
+    host_greedy = model.generate(prompt, 6, temperature=0.0, attention_mask=mask)
+    host_ids, host_logits = model.generate(prompt, 5, temperature=0.8, top_k=6, top_p=0.9, rng=4,
+                                           attention_mask=mask, return_logits=True)
+    model.to("cuda")
+    fake_cupy.reset_counts()
+    greedy = model.generate(to_dev(prompt, cp), 6, temperature=0.0, attention_mask=to_dev(mask, cp))
+    ids, logits = model.generate(to_dev(prompt, cp), 5, temperature=0.8, top_k=6, top_p=0.9, rng=4,
+                                 attention_mask=to_dev(mask, cp), return_logits=True)
+    assert fake_cupy.SYNC_SITES == []
+    assert_same(host_greedy, greedy, "greedy ids")
+    assert isinstance(ids, fake_cupy.ndarray) and ids.shape == host_ids.shape
+    assert_same(host_logits[:, 0], logits[:, 0], "logits after the prompt")   # later steps follow device draws

@@ -18,7 +18,8 @@ FULLY_COMPUTE = ["functional"]
 #: in these folders the compute is in the functions named below; constructors (which build parameters on
 #: the host before ``.to(device)``) and state_dict conversion (which is host-side by design) are not
 PARTLY_COMPUTE = ["nn", "models", "optim"]
-COMPUTE_NAME = re.compile(r"forward|backward|step|decode|beam|generate|clip_grad|loss|__call__|_block")
+COMPUTE_NAME = re.compile(r"forward|backward|step|decode|beam|generate|clip_grad|loss|__call__|_block|next_token|"
+                          r"positions_from_mask")
 
 #: numpy attributes that describe dtypes and build nothing: safe on any backend. Math on Python scalars
 #: (a head width, a step count) uses the ``math`` module, so that every ``np.`` math call stands out here.

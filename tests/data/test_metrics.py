@@ -3,9 +3,9 @@ import math
 
 import numpy as np
 import pytest
-from reference import require
 
 from numpy_transformer.data.metrics import accuracy, corpus_bleu, exact_match, precision_recall_f1, token_accuracy
+from reference import require
 
 # Two sentences whose n-gram counts are worked out below.
 HYPOTHESES = ["the cat the cat on the mat", "a dog runs fast"]

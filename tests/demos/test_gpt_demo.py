@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import hf_twins
-from reference import require
-
 from numpy_transformer.text.bpe import train_byte_level_bpe
+from reference import require
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "..", "demos", "10_gpt.py")
 

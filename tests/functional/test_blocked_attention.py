@@ -5,7 +5,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, to_torch
 from test_attention import MASKS, make_inputs, make_mask, torch_reference
 
 from numpy_transformer.functional.attention import (
@@ -14,6 +13,7 @@ from numpy_transformer.functional.attention import (
 )
 from numpy_transformer.functional.blocked_attention import blocked_attention_backward, blocked_attention_forward
 from numpy_transformer.gradcheck import gradcheck
+from reference import DTYPES, assert_close, to_torch
 
 # (query block, key block): one position per block, blocks that do not divide T or S, one block of each
 BLOCK_SIZES = [(1, 1), (2, 3), (3, 2), (64, 64), (2, 64)]

@@ -98,7 +98,7 @@ def test_feedforward_matches_torch(rng, torch, dtype, name, dropout_p):
     tout.backward(to_torch(dout))
     assert out.dtype == np.dtype(dtype)
     assert_close(out, tout, what="out")
-    for label, ours, tensor in zip(["dx", "dw1", "db1", "dw2", "db2"], grads, tensors):
+    for label, ours, tensor in zip(["dx", "dw1", "db1", "dw2", "db2"], grads, tensors, strict=True):
         assert ours.dtype == np.dtype(dtype), label
         assert_close(ours, tensor.grad, what=label)
 

@@ -4,10 +4,10 @@ import math
 
 import numpy as np
 import pytest
-from reference import to_torch
 from scipy.special import ndtr
 
 from numpy_transformer.functional.activations import _normal_cdf, gelu_backward, gelu_forward
+from reference import to_torch
 
 
 def exact_cdf(x):

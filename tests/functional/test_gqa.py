@@ -6,7 +6,6 @@ import inspect
 
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, to_torch
 
 from numpy_transformer.functional import gqa
 from numpy_transformer.functional.attention import (
@@ -19,6 +18,7 @@ from numpy_transformer.functional.gqa import (
     grouped_query_attention_forward,
 )
 from numpy_transformer.gradcheck import gradcheck
+from reference import DTYPES, assert_close, to_torch
 
 GROUPINGS = [(4, 2), (3, 1), (2, 2), (6, 3)]  # (H, Hkv): grouped, multi-query, multi-head (group 1), groups of 2
 MASKS = ["none", "padding", "causal", "padding+causal", "additive", "per_head", "additive+causal"]

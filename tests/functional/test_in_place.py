@@ -19,12 +19,12 @@ from numpy_transformer.nn.attention import MultiheadAttention
 
 
 def _unchanged(arrays, copies):
-    for number, (array, copy) in enumerate(zip(arrays, copies)):
+    for number, (array, copy) in enumerate(zip(arrays, copies, strict=True)):
         np.testing.assert_array_equal(array, copy, err_msg=f"argument {number} was modified")
 
 
 def _same_grads(first, second):
-    for number, (a, b) in enumerate(zip(first, second)):
+    for number, (a, b) in enumerate(zip(first, second, strict=True)):
         if a is None:
             assert b is None
         else:

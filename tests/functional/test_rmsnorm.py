@@ -2,7 +2,6 @@
 semantics, large values, bad input."""
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, to_torch
 
 from numpy_transformer.functional.rmsnorm import (
     default_eps,
@@ -10,6 +9,7 @@ from numpy_transformer.functional.rmsnorm import (
     rmsnorm_forward,
 )
 from numpy_transformer.gradcheck import gradcheck
+from reference import DTYPES, assert_close, to_torch
 
 
 @pytest.mark.parametrize("shape, eps", [
@@ -77,6 +77,33 @@ def test_rmsnorm_large_values_stay_finite(rng):
     dx, _ = rmsnorm_backward(rng.standard_normal(x.shape), cache)
     assert np.isfinite(out).all() and np.isfinite(dx).all()
     np.testing.assert_allclose(np.sqrt((out ** 2).mean(-1)), 1.0, rtol=1e-12)  # unit root mean square
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("spread", [1.0, 300.0, 3000.0])
+def test_float16_matches_torch_float16(rng, torch, spread, weighted):
+    """float16 in, float16 out, computed in float32 and rounded once as torch does: rows with |x| in the
+    hundreds, whose float16 sum of squares would overflow (65504) and give all zeros, still normalize."""
+    x = (rng.standard_normal((3, 5, 8)) * spread).astype(np.float16)
+    weight = rng.standard_normal(8).astype(np.float16) if weighted else None
+    dout = rng.standard_normal((3, 5, 8)).astype(np.float16)
+    out, cache = rmsnorm_forward(x, weight)
+    dx, dweight = rmsnorm_backward(dout, cache)
+
+    tx = to_torch(x, requires_grad=True)
+    tweight = to_torch(weight, requires_grad=True) if weighted else None
+    tout = torch.nn.functional.rms_norm(tx, (8,), tweight)
+    tout.backward(to_torch(dout))
+    pairs = [("out", out, tout), ("dx", dx, tx.grad)] + ([("dweight", dweight, tweight.grad)] if weighted else [])
+    assert weighted or dweight is None
+    for name, ours, theirs in pairs:
+        theirs = theirs.detach().numpy()
+        assert ours.dtype == theirs.dtype == np.float16, name
+        assert np.isfinite(ours).all() and np.abs(ours).max() > 0, name
+        # float16 keeps 11 significant bits: within two units in the last place of the largest value
+        atol = 2 * float(np.spacing(np.abs(theirs).max()))
+        np.testing.assert_allclose(ours.astype(np.float64), theirs.astype(np.float64), rtol=0, atol=atol,
+                                   err_msg=name)
 
 
 def test_rmsnorm_bad_input_names_argument(rng):

@@ -2,10 +2,10 @@
 the relative-position property proved numerically, the backward as the inverse rotation, bad input."""
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, require, to_torch
 
 from numpy_transformer.functional.rope import rope_backward, rope_forward, rope_tables
 from numpy_transformer.gradcheck import gradcheck
+from reference import DTYPES, assert_close, require, to_torch
 
 
 def rotate(x, positions, theta=10000.0):

@@ -4,11 +4,11 @@ import warnings
 
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, to_torch
 
 from numpy_transformer.functional.silu import sigmoid, silu_backward, silu_forward
 from numpy_transformer.functional.swiglu import swiglu_backward, swiglu_forward
 from numpy_transformer.gradcheck import gradcheck
+from reference import DTYPES, assert_close, to_torch
 
 SWIGLU_NAMES = ["x", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down"]
 

@@ -58,7 +58,7 @@ def check_pair(cupy, torch, ours, theirs, float_inputs, other=(), dtype=np.float
     dout = np.random.default_rng(9).standard_normal(out.shape).astype(dtype)
     grads = backward(cupy.asarray(dout))
     expected.backward(tt(torch, dout))
-    for number, (grad, tensor) in enumerate(zip(grads, tensors)):
+    for number, (grad, tensor) in enumerate(zip(grads, tensors, strict=False)):
         assert isinstance(grad, cupy.ndarray), f"gradient {number} left the GPU"
         assert_close(grad, tensor.grad, dtype, f"gradient {number}")
 
@@ -141,7 +141,7 @@ def check_module(cupy, torch, ours, theirs, inputs, kwargs, dtype):
     grads = ours.backward(cupy.asarray(dout))
     expected.backward(tt(torch, dout))
     grads = grads if isinstance(grads, tuple) else (grads,)
-    for number, (grad, tensor) in enumerate(zip(grads, tensors)):
+    for number, (grad, tensor) in enumerate(zip(grads, tensors, strict=False)):
         assert_close(grad, tensor.grad, dtype, f"input gradient {number}")
     theirs_params = dict(theirs.named_parameters())
     for name, param in ours.named_parameters():

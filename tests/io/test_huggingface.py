@@ -74,7 +74,8 @@ def test_pytorch_bin_only_folder_is_refused_with_how_to_convert(tmp_path):
 
 def test_unsupported_model_type_and_architecture_name_the_supported_ones(tmp_path):
     folder = write_folder(tmp_path / "t5", {"model_type": "t5", "d_model": 8}, {})
-    with pytest.raises(ValueError, match="model_type 't5' is not supported; supported: bert, distilbert, gpt2, vit"):
+    supported = "bert, distilbert, gpt2, llama, vit"
+    with pytest.raises(ValueError, match=f"model_type 't5' is not supported; supported: {supported}"):
         hf.load_pretrained(folder)
     bert = BertModel(BertConfig(**BERT_CONFIG), rng=0)
     folder = write_folder(tmp_path / "mlm", dict(BERT_CONFIG, model_type="bert", architectures=["BertForMaskedLM"]),

@@ -1,4 +1,5 @@
-"""The NumPy safetensors reader and writer against the `safetensors` package, PyTorch's bfloat16 and a real checkpoint."""
+"""The NumPy safetensors reader and writer against the `safetensors` package, PyTorch's bfloat16 and a real
+checkpoint."""
 import json
 import os
 
@@ -107,7 +108,8 @@ def test_bfloat16_against_torch_both_directions(tmp_path, rng):
     theirs = st_torch.load_file(ours_path)
     assert theirs["w"].dtype == torch.bfloat16
     finite = ~np.isnan(values)  # a NaN's payload bits are the implementation's choice; it must stay a NaN
-    np.testing.assert_array_equal(theirs["w"].view(torch.int16).numpy()[finite], as_bf16.view(torch.int16).numpy()[finite])
+    np.testing.assert_array_equal(theirs["w"].view(torch.int16).numpy()[finite],
+                                  as_bf16.view(torch.int16).numpy()[finite])
     assert torch.isnan(theirs["w"][~torch.from_numpy(finite)]).all()
     np.testing.assert_array_equal(load_safetensors(ours_path)["w"], as_bf16.to(torch.float32).numpy())
 
@@ -140,7 +142,8 @@ def _corrupt(name, entry):
 
 CORRUPT = {
     "unknown dtype": (_corrupt("w", {"dtype": "F8_E4M3X", "shape": [2, 3], "data_offsets": [0, 24]}), 40, "w", "dtype"),
-    "size disagrees": (_corrupt("w", {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 24]}), 40, "w", "expected 16"),
+    "size disagrees": (_corrupt("w", {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 24]}), 40, "w",
+                       "expected 16"),
     "past the end": (_corrupt("b", {"dtype": "I64", "shape": [3], "data_offsets": [24, 48]}), 40, "b", "past the end"),
     "negative offset": (_corrupt("w", {"dtype": "F32", "shape": [2, 3], "data_offsets": [-8, 16]}), 40, "w", "outside"),
     "begin after end": (_corrupt("w", {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}), 40, "w", "outside"),

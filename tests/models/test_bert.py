@@ -7,7 +7,6 @@ import os
 
 import numpy as np
 import pytest
-from reference import assert_close, require
 
 from numpy_transformer.functional.losses import cross_entropy_backward, cross_entropy_forward
 from numpy_transformer.functional.pooling import (
@@ -20,6 +19,7 @@ from numpy_transformer.gradcheck import gradcheck, gradcheck_module
 from numpy_transformer.io.huggingface import find_architecture, load_weights
 from numpy_transformer.io.safetensors import save_safetensors
 from numpy_transformer.models.bert import BertClassifier, BertConfig, BertModel, encode_sentences, sentence_embeddings
+from reference import assert_close, require
 
 
 def hf_to_ours_names(model):

@@ -105,3 +105,63 @@ def test_classifier_bad_input_and_checkpoint(rng, tmp_path):
     other = small_classifier(dtype=np.float32, seed=2)
     load_checkpoint(tmp_path / "clf.npz", other)
     np.testing.assert_array_equal(other(ids), model(ids))
+
+
+def attention_by_hand(model, ids):
+    """Each layer's attention probabilities (B, H, T, T), from its self-attention module called directly on the
+    layer's input (what ``attention_weights`` computed before the per-layer record existed)."""
+    padding = ids == PAD
+    x = model.pos_embed(model.tok_embed(ids))
+    out = []
+    for block in model.encoder.layers:
+        h = block.norm1(x) if block.norm_first else x
+        out.append(block.self_attn(h, h, h, key_padding_mask=padding, need_weights=True,
+                                   average_attn_weights=False)[1])
+        x = block(x, src_key_padding_mask=padding)
+    return out
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_output_attentions_and_hidden_states_record_every_layer(rng, pooling, norm_first):
+    model = TransformerClassifier(19, 4, d_model=12, nhead=3, num_layers=3, dim_feedforward=20, dropout=0.0,
+                                  max_len=16, pooling=pooling, pad_id=PAD, norm_first=norm_first,
+                                  dtype=np.float64, rng=5).eval()
+    ids = padded_ids(rng)
+    plain = model(ids)
+    out = model(ids, output_hidden_states=True, output_attentions=True)
+    np.testing.assert_array_equal(out.output, plain)
+    reference = attention_by_hand(model, ids)
+    assert len(out.attentions) == 3 and [a.shape for a in out.attentions] == [(4, 3, 7, 7)] * 3
+    for layer, (mine, theirs) in enumerate(zip(out.attentions, reference, strict=True)):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-13, atol=1e-15, err_msg=f"layer {layer}")
+        np.testing.assert_array_equal(model.attention_weights(ids, layer=layer), mine)
+        assert (mine[np.broadcast_to((ids == PAD)[:, None, None, :], mine.shape)] == 0).all()
+    assert len(out.hidden_states) == 4 and out.hidden_states[0].shape == (4, 7, 12)
+    x = model.pos_embed(model.tok_embed(ids))
+    np.testing.assert_array_equal(out.hidden_states[0], x)
+    for layer, block in enumerate(model.encoder.layers):
+        x = block(x, src_key_padding_mask=ids == PAD)
+        np.testing.assert_allclose(out.hidden_states[layer + 1], x, rtol=1e-13, atol=1e-15)
+    only = model(ids, output_attentions=True)
+    assert only.hidden_states is None and len(only.attentions) == 3
+    assert model(ids, output_hidden_states=True).attentions is None
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_backward_after_a_recorded_forward_equals_backward_after_a_plain_one(rng, pooling):
+    """Asking for every layer's record changes nothing in the forward pass: the gradients are the same."""
+    model = TransformerClassifier(19, 4, d_model=12, nhead=3, num_layers=2, dim_feedforward=20, dropout=0.0,
+                                  max_len=16, pooling=pooling, pad_id=PAD, norm_first=True, dtype=np.float64,
+                                  rng=6)
+    ids, labels = padded_ids(rng), np.array([0, 3, 1, 2])
+    gradients = []
+    for record in (False, True):
+        model.zero_grad()
+        out = model(ids, output_hidden_states=record, output_attentions=record)
+        _, dlogits = model.loss(out.output if record else out, labels)
+        model.backward(dlogits)
+        gradients.append({name: p.grad.copy() for name, p in model.named_parameters()})
+    for name, grad in gradients[0].items():
+        assert np.abs(grad).max() > 0, name
+        np.testing.assert_array_equal(gradients[1][name], grad, err_msg=name)

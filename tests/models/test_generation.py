@@ -2,7 +2,6 @@
 distribution, the protocol, and cached decoding equal to recomputation for GPT and the translator."""
 import numpy as np
 import pytest
-from reference import assert_close, require
 
 from numpy_transformer.functional.softmax import log_softmax_forward, softmax_forward
 from numpy_transformer.models import GPT, Seq2SeqTransformer
@@ -11,6 +10,7 @@ from numpy_transformer.models.generation import (
     generate,
     sample_next_token,
 )
+from reference import assert_close, require
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 5, None), (0.7, None, 0.9), (1.3, 8, 0.5),

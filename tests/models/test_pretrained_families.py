@@ -1,4 +1,4 @@
-"""BERT, DistilBERT, GPT-2 and ViT folders written by ``transformers`` (tiny, random weights, no download)
+"""BERT, DistilBERT, GPT-2, ViT and Llama folders written by ``transformers`` (tiny, random weights, no download)
 load here and match ``transformers``: the output, every layer's hidden states and attentions, and every
 parameter gradient of a random loss, float64 tight and float32 loose, with padding; GPT-2's tied embedding
 gets both gradients; greedy generation equals ``generate(do_sample=False)`` token for token."""
@@ -6,11 +6,10 @@ import copy
 import json
 import os
 
-import hf_twins
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, require
 
+import hf_twins
 from numpy_transformer.io.huggingface import load_pretrained, to_hf_state_dict
 from numpy_transformer.io.safetensors import save_safetensors
 from numpy_transformer.models import (
@@ -18,15 +17,20 @@ from numpy_transformer.models import (
     BertModel,
     DistilBertForSequenceClassification,
     DistilBertModel,
+    LlamaForCausalLM,
+    LlamaModel,
     VisionTransformer,
 )
+from reference import DTYPES, assert_close, require
 
 NAMES = ["BertModel", "DistilBertModel", "DistilBertModel-sinusoidal", "DistilBertForSequenceClassification",
-         "GPT2LMHeadModel", "GPT2Model", "ViTModel", "ViTForImageClassification"]
+         "GPT2LMHeadModel", "GPT2Model", "ViTModel", "ViTForImageClassification", "LlamaForCausalLM",
+         "LlamaForCausalLM-tied", "LlamaModel"]
 OUR_CLASS = {"BertModel": BertModel, "DistilBertModel": DistilBertModel,
              "DistilBertForSequenceClassification": DistilBertForSequenceClassification,
              "GPT2LMHeadModel": GPT, "GPT2Model": GPT, "ViTModel": VisionTransformer,
-             "ViTForImageClassification": VisionTransformer}
+             "ViTForImageClassification": VisionTransformer, "LlamaForCausalLM": LlamaForCausalLM,
+             "LlamaModel": LlamaModel}
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +141,7 @@ def test_classes_pick_their_architecture(folders, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["DistilBertForSequenceClassification", "GPT2LMHeadModel",
-                                  "ViTForImageClassification"])
+                                  "ViTForImageClassification", "LlamaForCausalLM", "LlamaForCausalLM-tied"])
 def test_exported_weights_load_back_into_transformers(folders, name, tmp_path):
     """to_hf_state_dict is the inverse of loading: transformers reads our export and computes the same."""
     torch = require("torch")
@@ -159,7 +163,7 @@ def test_exported_weights_load_back_into_transformers(folders, name, tmp_path):
         ids, mask = hf_twins.text_inputs(rng)
         mine = ours(ids, mask)
         theirs_out = reloaded(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits
-        if name.startswith("GPT2"):
+        if name.startswith(("GPT2", "Llama")):
             keep = mask.astype(bool)
             mine, theirs_out = mine[keep], theirs_out.detach().numpy()[keep]
     assert_close(mine, theirs_out, dtype=np.float32, what=f"{name} exported and reloaded")

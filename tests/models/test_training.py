@@ -3,11 +3,11 @@ import time
 
 import numpy as np
 import pytest
+from test_translator import PAD, batch, make_twin, small_model
 
 from numpy_transformer.models import Seq2SeqTransformer
 from numpy_transformer.optim import SGD, Adam, AdamW, LambdaLR, clip_grad_norm_
 from reference import assert_close, require
-from test_translator import PAD, batch, make_twin, small_model
 
 BOS, EOS = 1, 2
 

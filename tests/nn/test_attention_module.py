@@ -143,7 +143,7 @@ def test_cross_attention_separate_key_and_value_matches_torch(rng, plain_torch, 
 
     assert weights is None
     assert_close(out, tout, what="out")
-    for name, grad, tensor in zip(("dquery", "dkey", "dvalue"), grads, tensors):
+    for name, grad, tensor in zip(("dquery", "dkey", "dvalue"), grads, tensors, strict=True):
         assert_close(grad, tensor.grad, what=name)
     assert_param_grads_match(ours, theirs)
 

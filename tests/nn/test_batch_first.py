@@ -3,7 +3,6 @@
 input gradients and every parameter gradient are compared with torch twins (float64)."""
 import numpy as np
 import pytest
-from reference import assert_close, to_torch
 
 from numpy_transformer.nn import (
     LayerNorm,
@@ -14,6 +13,7 @@ from numpy_transformer.nn import (
     TransformerEncoder,
     TransformerEncoderLayer,
 )
+from reference import assert_close, to_torch
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # torch on mixed mask types and nested tensors
 

@@ -5,12 +5,12 @@ import functools
 
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, to_torch
 
 import numpy_transformer.nn.attention as attention_module
 from numpy_transformer.gradcheck import gradcheck_module
 from numpy_transformer.nn.attention import MultiheadAttention
 from numpy_transformer.nn.transformer import TransformerEncoderLayer
+from reference import DTYPES, assert_close, to_torch
 
 B, T, S, D, H = 2, 7, 9, 8, 2
 

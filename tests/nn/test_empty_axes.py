@@ -3,7 +3,6 @@
 BERT with no tokens and a loss over no classes are refused with named errors."""
 import numpy as np
 import pytest
-from reference import assert_close, to_torch
 
 from numpy_transformer.functional import (
     cross_entropy_forward,
@@ -11,6 +10,7 @@ from numpy_transformer.functional import (
     scaled_dot_product_attention_forward,
 )
 from numpy_transformer.nn import MultiheadAttention, Transformer
+from reference import assert_close, to_torch
 
 B, D, H = 2, 4, 2
 

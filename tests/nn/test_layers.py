@@ -4,7 +4,14 @@ import pytest
 
 from numpy_transformer.gradcheck import gradcheck_module
 from numpy_transformer.nn import (
-    GELU, Dropout, Embedding, LayerNorm, Linear, PatchEmbedding, PositionalEncoding, ReLU,
+    GELU,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    PatchEmbedding,
+    PositionalEncoding,
+    ReLU,
 )
 from reference import DTYPES, assert_close, from_torch, to_torch
 

@@ -4,11 +4,11 @@ every parameter gradient, float64 tight and float32 loose), state_dict keys both
 every input and parameter, the relative-position property at the layer, bad input."""
 import numpy as np
 import pytest
-from reference import DTYPES, assert_close, require, to_torch
 
 from numpy_transformer.functional.gqa import grouped_query_attention_forward
 from numpy_transformer.gradcheck import gradcheck_module
-from numpy_transformer.nn import GroupedQueryAttention, RMSNorm, SiLU, SwiGLUFeedForward
+from numpy_transformer.nn import GroupedQueryAttention, LlamaDecoderLayer, RMSNorm, SiLU, SwiGLUFeedForward
+from reference import DTYPES, assert_close, require, to_torch
 
 
 def modeling_llama():
@@ -350,3 +350,104 @@ def test_gqa_bad_input_names_argument(rng):
         layer(np.ones((2, 3, 8), dtype=np.float32), key_padding_mask=np.zeros((2, 4), dtype=bool))
     with pytest.raises(RuntimeError, match="before forward"):
         GroupedQueryAttention(8, 4, 2).backward(np.ones((2, 3, 8), dtype=np.float32))
+
+
+# ------------------------------------------------------------------------------------------------- the cache
+def test_gqa_decoding_with_a_cache_equals_one_forward(rng):
+    """The prompt, then one token, then two: each chunk attends to the cached keys (rotated at their own
+    positions, stored after the rotation) and gives the rows of one forward over the whole sequence."""
+    from numpy_transformer.functional.rope import rope_forward, rope_tables
+    from numpy_transformer.nn.attention import KVCache
+
+    layer = randomize(GroupedQueryAttention(12, 6, 2, rope_theta=50.0, bias=True, dtype=np.float64, rng=0), rng)
+    x = rng.standard_normal((2, 7, 12))
+    padding = np.zeros((2, 7), dtype=bool)
+    padding[1, :2] = True                                                  # row 1 is left-padded
+    full, full_weights = layer(x, key_padding_mask=padding)
+    cache = KVCache()
+    for start, stop in ((0, 4), (4, 5), (5, 7)):
+        out, weights = layer(x[:, start:stop], key_padding_mask=padding[:, :stop], cache=cache)
+        assert len(cache) == stop and weights.shape == (2, 6, stop - start, stop)
+        np.testing.assert_allclose(out, full[:, start:stop], rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(weights, full_weights[:, :, start:stop, :stop], rtol=1e-12, atol=1e-13)
+    # what the cache holds: the keys of the 2 key/value heads AFTER their rotation, and the values
+    keys = layer.k_proj(x).reshape(2, 7, 2, 2).transpose(0, 2, 1, 3)       # (B, Hkv, S, Dh)
+    rotated, _ = rope_forward(keys, *rope_tables(np.arange(7), 2, 50.0, dtype=np.float64))
+    np.testing.assert_allclose(cache.keys, rotated, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(cache.values, layer.v_proj(x).reshape(2, 7, 2, 2).transpose(0, 2, 1, 3), rtol=1e-13)
+    with pytest.raises(RuntimeError, match="inference only"):
+        layer.backward(np.ones((2, 2, 12)))
+    with pytest.raises(ValueError, match="offset: got 3; expected None or len"):
+        layer(x[:, :1], cache=cache, offset=3)
+    with pytest.raises(TypeError, match="cache"):
+        layer(x, cache={})
+
+
+def test_gqa_per_row_positions_match_llama_attention(rng, torch):
+    """position_ids (B, T): each row rotated at its own positions, as LlamaAttention with per-row tables."""
+    case = GQA_CASES[0]
+    ours, theirs, config = llama_attention_pair(rng, torch, np.float64, case)
+    positions = np.array([[0, 1, 2, 3, 4], [7, 8, 9, 10, 11]])
+    x = rng.standard_normal((2, 5, 12))
+    dout = rng.standard_normal(x.shape)
+    out, _ = ours(x, position_ids=positions)
+    dx = ours.backward(dout)
+    tx = to_torch(x, requires_grad=True)
+    tables = [float64_position_embeddings(torch, row, config.head_dim, 500.0) for row in positions]
+    embeddings = tuple(torch.cat([table[i] for table in tables]) for i in range(2))  # (B, T, Dh) each
+    causal = torch.full((5, 5), float("-inf"), dtype=torch.float64).triu(1)[None, None]
+    tout, _ = theirs(tx, position_embeddings=embeddings, attention_mask=causal)
+    tout.backward(to_torch(dout))
+    assert_close(out, tout, what="out")
+    assert_close(dx, tx.grad, what="dx")
+    assert_param_grads(ours, theirs)
+    # RoPE sees distances only: row 1 shifted by 7 gives what it gives at 0..4
+    np.testing.assert_allclose(ours(x, position_ids=positions)[0], ours(x)[0], rtol=1e-11, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------- the block
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_llama_decoder_layer_matches_transformers(rng, torch, dtype, bias):
+    """float64 with the reference computing RMSNorm, the rotation and softmax in float64 (hf_twins explains why);
+    float32 with transformers' own code; left padding as a key padding mask."""
+    import hf_twins
+
+    llama = modeling_llama()
+    config = llama_config(12, 6, 2, theta=500.0, bias=bias, attn="eager")
+    config.rms_norm_eps = 1e-5
+    ours = randomize(LlamaDecoderLayer(12, 6, 10, 2, rope_theta=500.0, rms_norm_eps=1e-5, attention_bias=bias,
+                                       mlp_bias=bias, dtype=dtype, rng=0), rng)
+    theirs = load_into_torch(llama.LlamaDecoderLayer(config, layer_idx=0), ours, torch, dtype)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    B, T = 2, 5
+    padding = np.zeros((B, T), dtype=bool)
+    padding[1, :2] = True
+    x = rng.standard_normal((B, T, 12)).astype(dtype)
+    dout = rng.standard_normal(x.shape).astype(dtype) * ~padding[..., None]  # no gradient from padding rows
+    out, weights = ours(x, key_padding_mask=padding, need_weights=True)
+    dx = ours.backward(dout.astype(dtype))
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+    forbidden = np.triu(np.ones((T, T), dtype=bool), 1)[None, None] | padding[:, None, None, :]
+    # the dtype's lowest number, as transformers' masks: -inf would give NaN in the fully masked padding row
+    additive = to_torch(np.where(forbidden, np.finfo(dtype).min, 0.0).astype(dtype))
+    tx = to_torch(x, requires_grad=True)
+    with hf_twins.llama_in_model_dtype(dtype):
+        embeddings = llama.LlamaRotaryEmbedding(config)(tx, torch.arange(T)[None])
+        tout = theirs(tx, attention_mask=additive, position_embeddings=[e.to(tdtype) for e in embeddings])
+    tout.backward(to_torch(dout))
+    real = ~padding
+    assert_close(out[real], tout.detach().numpy()[real], what="out")
+    assert_close(dx, tx.grad, what="dx")
+    assert_param_grads(ours, theirs)
+    assert weights.shape == (B, 6, T, T)
+
+
+def test_llama_decoder_layer_matches_finite_differences(rng):
+    layer = randomize(LlamaDecoderLayer(8, 4, 6, 2, rope_theta=50.0, rms_norm_eps=1e-5, attention_bias=True,
+                                       mlp_bias=True, dtype=np.float64, rng=0), rng)
+    x = rng.standard_normal((2, 4, 8))
+    padding = np.array([[True, False, False, False], [False] * 4])
+    report = gradcheck_module(layer, [x], kwargs={"key_padding_mask": padding}, input_names=["x"])
+    report.assert_ok()
+    assert len(report.errors) == 1 + 2 * 4 + 2 * 3 + 2                     # x, attention, feed-forward, norms

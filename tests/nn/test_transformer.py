@@ -195,7 +195,7 @@ def test_stack_layers_are_independent_copies_of_one_layer(rng):
     layer = TransformerEncoderLayer(D, H, F, dropout=0.5, rng=0)
     encoder = TransformerEncoder(layer, 3, rng=1)
     first, second = encoder.layers[0], encoder.layers[1]
-    for (name, a), (_, b) in zip(first.named_parameters(), second.named_parameters()):
+    for (name, a), (_, b) in zip(first.named_parameters(), second.named_parameters(), strict=True):
         np.testing.assert_array_equal(a.data, b.data, err_msg=name)  # the same initial weights, as torch
         assert a.data is not b.data and not np.shares_memory(a.data, b.data)
     first.linear1.weight.data[...] += 1.0

@@ -6,7 +6,14 @@ import pytest
 
 from numpy_transformer.nn import Parameter
 from numpy_transformer.optim import (
-    SGD, Adam, AdamW, LambdaLR, clip_grad_norm_, warmup_cosine, warmup_inverse_sqrt, warmup_linear_decay,
+    SGD,
+    Adam,
+    AdamW,
+    LambdaLR,
+    clip_grad_norm_,
+    warmup_cosine,
+    warmup_inverse_sqrt,
+    warmup_linear_decay,
 )
 from reference import to_torch
 
@@ -26,13 +33,13 @@ def _run(rng, torch, make_ours, make_theirs, steps=STEPS, dtype=np.float64):
     ours, theirs = _twins(rng, dtype)
     optimizer, reference = make_ours(ours), make_theirs(theirs)
     for _ in range(steps):
-        for p, t in zip(ours, theirs):
+        for p, t in zip(ours, theirs, strict=True):
             grad = rng.standard_normal(p.shape).astype(dtype)
             p.grad = grad.copy()
             t.grad = to_torch(grad.copy())
         optimizer.step()
         reference.step()
-        for p, t in zip(ours, theirs):
+        for p, t in zip(ours, theirs, strict=True):
             np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-10, atol=1e-13)
     return optimizer, ours
 
@@ -55,9 +62,11 @@ def test_adam_matches_torch(rng, torch, amsgrad):
 
 def test_adamw_param_groups_without_decay_on_biases_match_torch(rng, torch):
     def groups(params):
-        return [{"params": [params[0], params[2]], "weight_decay": 0.1}, {"params": [params[1]], "weight_decay": 0.0, "lr": 0.02}]
+        return [{"params": [params[0], params[2]], "weight_decay": 0.1},
+                {"params": [params[1]], "weight_decay": 0.0, "lr": 0.02}]
 
-    optimizer, _ = _run(rng, torch, lambda ps: AdamW(groups(ps), lr=0.01), lambda ts: torch.optim.AdamW(groups(ts), lr=0.01))
+    optimizer, _ = _run(rng, torch, lambda ps: AdamW(groups(ps), lr=0.01),
+                        lambda ts: torch.optim.AdamW(groups(ts), lr=0.01))
     assert optimizer.step_count == STEPS
 
 
@@ -91,7 +100,7 @@ def test_state_dict_resume_continues_identically(rng):
 
     def train(params, optimizer, steps):
         for step in steps:
-            for p, g in zip(params, grads[step]):
+            for p, g in zip(params, grads[step], strict=True):
                 p.grad = g.copy()
             optimizer.step()
 
@@ -106,7 +115,7 @@ def test_state_dict_resume_continues_identically(rng):
     fresh.load_state_dict(saved)
     assert fresh.param_groups[0]["lr"] == 0.01 and fresh.step_count == 5
     train(resumed, fresh, range(5, 10))
-    for p, q in zip(straight, resumed):
+    for p, q in zip(straight, resumed, strict=True):
         np.testing.assert_array_equal(p.data, q.data)
 
 
@@ -214,15 +223,15 @@ def test_schedule_state_round_trip():
 def test_clip_grad_norm_matches_torch(rng, torch, norm_type, max_norm):
     grads = [rng.standard_normal(s) for s in SHAPES]
     ours = [Parameter(np.zeros(s)) for s in SHAPES] + [Parameter(np.zeros(2))]  # the last has no gradient
-    for p, g in zip(ours, grads):
+    for p, g in zip(ours[:-1], grads, strict=True):
         p.grad = g.copy()
     theirs = [to_torch(np.zeros(s), requires_grad=True) for s in SHAPES]
-    for t, g in zip(theirs, grads):
+    for t, g in zip(theirs, grads, strict=True):
         t.grad = to_torch(g.copy())
     total = clip_grad_norm_(ours, max_norm, norm_type)
     expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type)
     np.testing.assert_allclose(total, expected.item(), rtol=1e-12)
-    for p, t in zip(ours, theirs):
+    for p, t in zip(ours[:-1], theirs, strict=True):
         np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12)
     assert ours[-1].grad is None
 

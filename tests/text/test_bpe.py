@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 import pytest
-from reference import require
 
 from numpy_transformer.text.bpe import GPT2Tokenizer, bytes_to_unicode, pretokenize, train_byte_level_bpe
+from reference import require
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog. The dog sleeps; the fox does not.",

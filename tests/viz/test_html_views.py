@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import hf_twins
 from numpy_transformer import viz
 from numpy_transformer.models import Seq2SeqTransformer, TransformerClassifier
 from numpy_transformer.models.bert import BertClassifier, BertConfig, BertModel
 from numpy_transformer.text import BertTokenizer, WordTokenizer
+from reference import require
 
 ROUNDING = 0.5 / 255 + 1e-12  # the page's encoding: one byte per weight, round(255 * weight)
 
@@ -222,7 +224,8 @@ def test_size_of_a_6_layer_12_head_view_of_128_tokens(rng):
     print(f"\nHTML size of a 6-layer, 12-head view of 128 tokens: {size:,} bytes")
     assert 4 * stored / 3 <= size <= 4 * stored / 3 + 40_000       # base64 of one byte per weight, plus the page
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    quoted = re.search(r"a 6-layer, 12-head view of 128\s+tokens is a ([\d.]+) MB page", readme)
+    quoted = re.search(r"6-layer, 12-head view of 128\s+tokens that `demos/attention_view.py` saves \(MiniLM reading a "
+                       r"paragraph\) is a ([\d.]+) MB page", readme)
     assert quoted and float(quoted.group(1)) == round(size / 1e6, 1), "README's size of the page"
     assert_page_holds(view.html, "self-attention", weights, view.sets[0].query_tokens, view.sets[0].key_tokens)
 
@@ -240,8 +243,25 @@ def tiny_bert_tokenizer():
 
 
 def assert_restored(model, was_training=True):
+    """The view ran the model in eval mode and gave it back in the mode it was in."""
     assert model.training is was_training
-    assert all("forward" not in vars(m) for m in model.modules())  # no recording left behind
+    assert all(m.training is was_training for m in model.modules())
+
+
+def self_attention_by_hand(layers, x, padding=None, causal=False):
+    """Each encoder layer's attention (H, T, T) of one sequence x (1, T, D), from its self-attention module
+    called directly on the layer's input (after norm1 when the layer is pre-norm): a reference that does not
+    go through the models' per-layer record. The model must be in eval mode."""
+    from numpy_transformer.functional.attention import causal_mask
+
+    mask = causal_mask(x.shape[1], x.shape[1], np) if causal else None
+    weights = []
+    for layer in layers:
+        h = layer.norm1(x) if layer.norm_first else x
+        weights.append(layer.self_attn(h, h, h, key_padding_mask=padding, attn_mask=mask, need_weights=True,
+                                       average_attn_weights=False)[1][0])
+        x = layer(x, src_key_padding_mask=padding, is_causal=causal)
+    return weights
 
 
 def test_bert_views_hold_the_models_attention_weights():
@@ -257,33 +277,19 @@ def test_bert_views_hold_the_models_attention_weights():
     view = viz.head_view_html(model=bert, tokenizer=tokenizer, text=text)
     model_page = viz.model_view_html(model=BertClassifier(bert, rng=0), tokenizer=tokenizer, text=text)
     assert embedded(model_page.html)["view"] == "model"
+    bert.eval()
+    by_hand = self_attention_by_hand(bert.encoder.layers, bert.embeddings(batch["input_ids"], batch["token_type_ids"]),
+                                     batch["attention_mask"] == 0)
     for layer in range(2):
         reference = bert.attention_weights(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                                            layer=layer)[0]            # (H, T, T)
         np.testing.assert_array_equal(sets[0].weights[layer], reference)
+        np.testing.assert_allclose(sets[0].weights[layer], by_hand[layer], rtol=1e-12, atol=1e-15)
         for page in (view.html, model_page.html):
             found = {s["name"]: s for s in embedded(page)["sets"]}["self-attention"]
             assert np.abs(found["levels"][layer] / 255.0 - reference).max() <= ROUNDING
     truncated = viz.model_attention(bert, tokenizer, text, max_tokens=5)[0]
     assert truncated.query_tokens == tokens[:4] + ["[SEP]"]
-
-
-def test_the_recording_leaves_the_forward_pass_unchanged(rng):
-    bert = BertModel(BertConfig(**TINY_BERT), dtype=np.float64, rng=3).eval()
-    tokenizer = tiny_bert_tokenizer()
-    batch = tokenizer(["the cat sat on the mat ."])
-    before = bert(batch["input_ids"], batch["attention_mask"])
-    from numpy_transformer.viz.html import _recording_attention
-
-    modules = [layer.self_attn for layer in bert.encoder.layers]
-    with _recording_attention(modules) as records:
-        during = bert(batch["input_ids"], batch["attention_mask"])
-        attention = modules[0](before, before, before, need_weights=True)  # averaged, as asked
-        nothing = modules[0](before, before, before, need_weights=False)[1]
-    np.testing.assert_array_equal(before, during)
-    assert attention[1].shape == (1, before.shape[1], before.shape[1]) and nothing is None
-    assert [len(records[id(m)]) for m in modules] == [3, 1]   # the forward pass, then the two direct calls
-    assert_restored(bert, was_training=False)
 
 
 def test_classifier_view_holds_its_attention_weights():
@@ -295,8 +301,11 @@ def test_classifier_view_holds_its_attention_weights():
     assert_restored(model)
     assert sets[0].query_tokens == ["<bos>", "the", "movie", "was", "superb (<unk>)"]
     ids, _ = tokenizer.batch_encode([text], add_bos=True)
+    model.eval()
+    by_hand = self_attention_by_hand(model.encoder.layers, model.pos_embed(model.tok_embed(ids)), ids == 0)
     for layer in range(2):
         np.testing.assert_array_equal(sets[0].weights[layer], model.attention_weights(ids, layer=layer)[0])
+        np.testing.assert_allclose(sets[0].weights[layer], by_hand[layer], rtol=1e-12, atol=1e-15)
     cut = viz.model_attention(model, tokenizer, text, max_tokens=3)[0]   # the first 3 tokens, no padding
     assert cut.query_tokens == ["<bos>", "the", "movie"] and cut.weights.shape == (2, 2, 3, 3)
 
@@ -312,9 +321,13 @@ def test_gpt_view_holds_its_causal_attention_weights():
     assert_restored(model)
     assert sets[0].query_tokens == ["1", "2", "+", "7 (<unk>)", "=", "1", "9 (<unk>)"]
     ids, _ = tokenizer.batch_encode([text])
+    model.eval()
+    x = model.wte(ids) + model.wpe(np.arange(ids.shape[1]))
+    by_hand = self_attention_by_hand(model.blocks, x, causal=True)
     for layer in range(2):
         reference = model.attention_weights(ids, layer=layer)[0]
         np.testing.assert_array_equal(sets[0].weights[layer], reference)
+        np.testing.assert_allclose(sets[0].weights[layer], by_hand[layer], rtol=1e-12, atol=1e-15)
         assert np.triu(sets[0].weights[layer], k=1).max() == 0.0         # nothing attends to the future
 
 
@@ -382,3 +395,90 @@ def test_models_and_tokenizers_are_checked():
         viz.model_attention(model, (source, target), "the car", max_tokens=1)
     with pytest.raises(ValueError, match="text: got no tokens"):
         viz.model_attention(model, (source, target), "   ")
+
+
+# ---------------------------------------------------------------------------------------------- Hugging Face folders
+
+def _their_attentions(theirs, torch, **inputs):
+    """transformers' per-layer attention probabilities of one sequence, as float64 NumPy arrays (H, T, T)."""
+    with torch.no_grad():
+        out = theirs(**{k: torch.tensor(v) for k, v in inputs.items()}, output_attentions=True)
+    return [a[0].double().numpy() for a in out.attentions]
+
+
+def assert_page_matches(page: str, name: str, ours, theirs):
+    """The page's set ``name`` holds our record exactly (to the rounding) and transformers' to float32 rounding."""
+    found = {item["name"]: item for item in embedded(page)["sets"]}[name]["levels"]
+    ours = np.stack(ours).astype(np.float64)
+    np.testing.assert_array_equal(found, np.rint(ours * 255).astype(np.uint8))
+    assert np.abs(found / 255.0 - np.stack(theirs)).max() <= ROUNDING + 1e-5
+
+
+def test_a_distilbert_folder_through_head_view_html(tmp_path):
+    """A DistilBertForSequenceClassification folder saved by transformers: the page holds its encoder's attention,
+    the same as transformers' output_attentions; DistilBERT reads no token types."""
+    torch = require("torch")
+    require("transformers")
+    from numpy_transformer.io.huggingface import load_pretrained
+    from numpy_transformer.models import DistilBertForSequenceClassification
+
+    theirs = hf_twins.save_tiny("DistilBertForSequenceClassification", str(tmp_path), seed=3)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "##s", "."]
+    words += [f"w{i}" for i in range(hf_twins.VOCAB - len(words))]
+    tokenizer = BertTokenizer({w: i for i, w in enumerate(words)})
+    model = load_pretrained(str(tmp_path)).train()                # the view must give it back in training mode
+    assert isinstance(model, DistilBertForSequenceClassification)
+    text = "The cats sat on the mat. 🙂"
+    batch = tokenizer([text])
+    view = viz.head_view_html(model=model, tokenizer=tokenizer, text=text)
+    assert_restored(model)
+    found = embedded(view.html)["sets"]
+    assert [s["name"] for s in found] == ["self-attention"] and (found[0]["layers"], found[0]["heads"]) == (2, 4)
+    assert found[0]["queries"] == tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
+    assert found[0]["queries"][-2:] == ["[UNK]", "[SEP]"]
+    model.eval()
+    ours = [model.distilbert.attention_weights(batch["input_ids"], batch["attention_mask"], layer=i)[0]
+            for i in range(2)]
+    assert_page_matches(view.html, "self-attention", ours,
+                        _their_attentions(theirs, torch, input_ids=batch["input_ids"],
+                                          attention_mask=batch["attention_mask"]))
+    model_page = viz.model_view_html(model=model.distilbert, tokenizer=tokenizer, text=text)
+    assert embedded(model_page.html)["sets"][0]["weights"] == found[0]["weights"]
+
+
+def test_a_gpt2_folder_through_head_view_html_with_the_byte_level_tokenizer(tmp_path):
+    """A GPT2LMHeadModel folder saved by transformers with a byte-level BPE tokenizer beside it: the page holds
+    the causal attention transformers gives, each piece labelled with the text it decodes to."""
+    torch = require("torch")
+    transformers = require("transformers")
+    from numpy_transformer.models import GPT
+    from numpy_transformer.text import GPT2Tokenizer, train_byte_level_bpe
+
+    corpus = ["the cat sat on the mat", "the cats sat on the mats", "a dog sat on a log", "café au lait"] * 3
+    trained = train_byte_level_bpe(corpus, vocab_size=290)
+    config = transformers.GPT2Config(vocab_size=trained.vocab_size, n_embd=hf_twins.WIDTH, n_layer=2,
+                                     n_head=hf_twins.HEADS, n_positions=hf_twins.POSITIONS,
+                                     bos_token_id=trained.eos_token_id, eos_token_id=trained.eos_token_id)
+    theirs = hf_twins.save_tiny("GPT2LMHeadModel", str(tmp_path), seed=4,
+                                spec=(transformers.GPT2LMHeadModel, config))
+    trained.save(tmp_path)
+    model, tokenizer = GPT.from_pretrained(tmp_path).train(), GPT2Tokenizer.from_pretrained(tmp_path)
+    text = "The cat sat on the mat, café\n🙂"
+    ids = np.array([tokenizer.encode(text)])
+    view = viz.head_view_html(model=model, tokenizer=tokenizer, text=text)
+    assert_restored(model)
+    found = embedded(view.html)["sets"][0]
+    assert found["name"] == "causal self-attention" and (found["layers"], found["heads"]) == (2, 4)
+    labels = found["queries"]
+    # the pieces are "T", "he", "Ġcat", ..., "afÃ©", "Ċ" and the emoji's four bytes: a piece is shown as the text it
+    # decodes to, and as its byte symbols when that is white space only (the newline) or part of a character
+    assert tokenizer.convert_ids_to_tokens(ids[0])[8:] == ["Ġc", "afÃ©", "Ċ", "ð", "Ł", "Ļ", "Ĥ"]
+    assert labels == ["T", "he", " cat", " sat", " on", " the", " mat", ",", " c", "afé", "Ċ", "ð", "Ł", "Ļ", "Ĥ"]
+    model.eval()
+    ours = [model.attention_weights(ids, layer=i)[0] for i in range(2)]
+    assert_page_matches(view.html, "causal self-attention", ours, _their_attentions(theirs, torch, input_ids=ids))
+    assert np.triu(found["levels"][0, 0], k=1).max() == 0           # nothing attends to the future
+    cut = viz.model_attention(model, tokenizer, text, max_tokens=4)[0]
+    assert cut.query_tokens == labels[:4] and cut.weights.shape == (2, 4, 4, 4)
+    with pytest.raises(TypeError, match="tokenizer: got BertTokenizer; expected a GPT2Tokenizer"):
+        viz.model_attention(model, tiny_bert_tokenizer(), text)
