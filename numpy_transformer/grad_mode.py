@@ -49,6 +49,10 @@ class _GradMode(ContextDecorator):
         _state.enabled = self._previous.pop()
         return False
 
+    def _recreate_cm(self):
+        # as a decorator, each call enters a fresh instance: calls in other threads never share the stack
+        return type(self)()
+
 
 class no_grad(_GradMode):
     """Forward passes keep no backward caches inside this block (see the module docstring)."""

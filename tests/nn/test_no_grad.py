@@ -115,6 +115,8 @@ def _caches(module):
 def _models():
     from numpy_transformer.models import GPT, Seq2SeqTransformer, VisionTransformer
     from numpy_transformer.models.bert import BertClassifier, BertConfig, BertModel
+    from numpy_transformer.models.distilbert import DistilBertConfig, DistilBertModel
+    from numpy_transformer.models.llama import LlamaConfig, LlamaForCausalLM
 
     g = np.random.default_rng(5)
     src, tgt = g.integers(1, 11, (2, 5)), g.integers(1, 9, (2, 4))
@@ -125,6 +127,10 @@ def _models():
     config = BertConfig(vocab_size=13, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=12, max_position_embeddings=16)
     padding = np.array([[False, False, False, True, True], [False] * 5])
+    distilbert = DistilBertConfig(vocab_size=13, dim=8, n_layers=2, n_heads=2, hidden_dim=12,
+                                  max_position_embeddings=16)
+    llama = LlamaConfig(vocab_size=13, hidden_size=8, intermediate_size=12, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16)
     return {
         "encoder layer": (lambda: nn.TransformerEncoderLayer(6, 2, 7, activation="gelu", batch_first=True, rng=0),
                           (g.standard_normal((2, 5, 6)).astype(np.float32),), dict(src_key_padding_mask=padding)),
@@ -139,6 +145,8 @@ def _models():
         "bert": (lambda: BertModel(config, rng=0), (text, attention_mask), {}),
         "bert classifier": (lambda: BertClassifier(BertModel(config, rng=0), num_labels=3, rng=1),
                             (text, attention_mask), {}),
+        "distilbert": (lambda: DistilBertModel(distilbert, rng=0), (text, attention_mask), {}),
+        "llama": (lambda: LlamaForCausalLM(llama, rng=0), (text,), {}),
     }
 
 
@@ -195,3 +203,24 @@ def test_inference_memory_is_that_of_one_layer():
     with nt.no_grad():
         inference = peak(lambda: model(ids))
     assert inference < normal / 2, (inference, normal)
+
+
+def test_decoding_keeps_no_backward_caches_and_restores_the_mode():
+    """generate, greedy_decode and beam_search run under no_grad (as transformers' generate runs under
+    torch.no_grad): after them no layer holds a backward cache, and the caller's mode is back."""
+    from numpy_transformer.models import GPT, Seq2SeqTransformer
+    from numpy_transformer.models.generation import generate
+
+    gpt = GPT(13, 8, 2, 2, max_len=16, rng=0)
+    prompt = np.random.default_rng(3).integers(1, 13, (2, 3))
+    with_cache, without = generate(gpt, prompt, 4, temperature=0), generate(gpt, prompt, 4, temperature=0,
+                                                                            use_cache=False)
+    np.testing.assert_array_equal(with_cache, without)
+    assert _caches(gpt) == [] and nt.is_grad_enabled()
+    translator = Seq2SeqTransformer(11, 9, 8, 2, 1, 1, 12, rng=0)
+    src = np.random.default_rng(4).integers(3, 11, (2, 5))
+    translator.greedy_decode(src, max_len=4, bos_id=1, eos_id=2)
+    translator.beam_search(src, beam_width=2, max_len=4, bos_id=1, eos_id=2)
+    assert _caches(translator) == [] and nt.is_grad_enabled()
+    logits = gpt(prompt)                                         # training goes on as before afterwards
+    gpt.backward(np.ones_like(logits))
