@@ -16,8 +16,8 @@ Method.
   median sample; the ratio (ours / torch, above 1 = slower) is the median of the rounds' ratios and the spread
   is their lowest and highest. "fwd" is the forward pass (the training workloads: forward + loss; PyTorch
   recording autograd), "f+b" forward + backward (translator, vit, bert_finetune: the whole training step with
-  AdamW). BERT is inference (ours in eval mode, torch under ``inference_mode``). float32; NumPy's BLAS and
-  torch at their default threads (``--threads N`` limits both).
+  AdamW). BERT is inference (ours in eval mode under ``no_grad()``, torch under ``inference_mode``). float32;
+  NumPy's BLAS and torch at their default threads (``--threads N`` limits both).
 - Rate: the matrix-product FLOPs of a workload (``benchmarks/workloads.py``) over its time, against the "floor",
   NumPy's float32 ``(B*T, d) @ (d, ff)`` rate measured in the same run.
 - Memory: measured first, before any timing, each (workload, size, implementation) in a child process forked

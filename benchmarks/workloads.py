@@ -452,14 +452,21 @@ def _bert_twin(ours):
 
 
 def _build_bert(impl: str, s: Size, seed: int, device: str = "cpu") -> Bench:
-    """Inference: ours in eval mode, the twin under ``torch.inference_mode`` (its default attention)."""
+    """Inference: ours in eval mode under ``no_grad()`` (no backward caches), the twin under
+    ``torch.inference_mode`` (its default attention)."""
     ours, batch = _bert(s, seed)
     ours.eval()
     if impl == "ours":
+        from numpy_transformer import no_grad
         if device != "cpu":
             ours.to(device)
         ids, mask, types = _on(device, batch)
-        return Bench(lambda: ours(ids, attention_mask=mask, token_type_ids=types), None)
+
+        def forward():
+            with no_grad():
+                return ours(ids, attention_mask=mask, token_type_ids=types)
+
+        return Bench(forward, None)
     torch = _torch()
     twin, version = _bert_twin(ours)
     twin = twin.to(device).eval()

@@ -35,6 +35,9 @@ $\Phi$ in float32 is read from a table with linear interpolation (as close to th
 own ``erf``, at a fraction of the time; see :func:`_table_cdf`); in other dtypes it is ``erf``, from
 ``scipy.special`` for NumPy arrays and from ``cupyx.scipy.special`` for CuPy arrays.
 
+Under ``no_grad()`` (inference) every forward returns ``cache = None``, and exact GELU writes its output into
+the array of $\Phi(x)$.
+
 Shapes: every array has the shape of x (any shape).
 """
 from __future__ import annotations
@@ -46,6 +49,7 @@ import numpy as np
 
 from ..backend import Array, get_array_module, is_cupy_array
 from ..checks import check_choice, check_float, check_upstream, upstream_spec
+from ..grad_mode import check_cache, is_grad_enabled
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -92,22 +96,22 @@ def _table_cdf(x: Array) -> Array:
     xp = get_array_module(x)
     values, steps = _cdf_table(xp)
     # Plainly k = floor((x - low) / h) and f = (x - low) / h - k. Written so that f is exact: x / h is (h is a
-    # power of 2), and so is x / h - (k + low / h), a difference of two close numbers; only k is rounded.
-    # Three arrays of x's shape, each reused (a fresh array costs its page faults): f's array ends as Phi.
-    scaled = xp.multiply(x, 1.0 / _GRID_STEP)                   # x / h, shape of x
-    xp.clip(scaled, _GRID_LOW / _GRID_STEP, -_GRID_LOW / _GRID_STEP, out=scaled)  # x clipped to [-8, 8]
-    index = scaled - _GRID_LOW / _GRID_STEP                     # (x - low) / h
-    xp.floor(index, out=index)                                  # k
-    position = index.astype(xp.int32)                           # k, an index into the table
-    index += _GRID_LOW / _GRID_STEP                             # k + low / h, an integer
-    frac = xp.subtract(scaled, index, out=scaled)               # f, in [0, 1)
+    # power of 2), and so is x / h - floor(x / h), a float32's fraction. Three arrays of x's shape, each reused
+    # (a fresh array costs its page faults): f's array ends as Phi.
+    position = xp.multiply(x, 1.0 / _GRID_STEP)                 # x / h, shape of x
+    xp.clip(position, _GRID_LOW / _GRID_STEP, -_GRID_LOW / _GRID_STEP, out=position)  # x clipped to [-8, 8]
+    node = xp.floor(position)                                   # floor(x / h)
+    frac = position
+    frac -= node                                                # f, in [0, 1)
+    node -= _GRID_LOW / _GRID_STEP                              # k = floor(x / h) - low / h, an integer
+    row = node.astype(xp.intp)                                  # k as the index type that take reads as it is
     # NumPy's take writes straight into its out= array only when told what to do with an index outside the
     # table (clip to it); CuPy's take has no such option (it wraps). Only a NaN gives such an index, and
     # x * Phi(x) is NaN all the same.
     outside = {} if is_cupy_array(x) else {"mode": "clip"}
-    step = xp.take(steps, position, out=index, **outside)       # Phi(g_{k+1}) - Phi(g_k), shape of x
+    step = xp.take(steps, row, out=node, **outside)             # Phi(g_{k+1}) - Phi(g_k), in k's float array
     step *= frac                                                # f (Phi(g_{k+1}) - Phi(g_k))
-    cdf = xp.take(values, position, out=frac, **outside)        # Phi(g_k), in f's array
+    cdf = xp.take(values, row, out=frac, **outside)             # Phi(g_k), in f's array
     cdf += step                                                 # Phi(g_k) + f (Phi(g_{k+1}) - Phi(g_k))
     return cdf
 
@@ -139,11 +143,14 @@ def relu_forward(x: Array) -> tuple[Array, dict]:
 
     Returns:
         out: shape of x
-        cache: dict with ``positive`` (shape of x, bool) = x > 0 and ``out_spec`` (shape and dtype of out)
+        cache: dict with ``positive`` (shape of x, bool) = x > 0 and ``out_spec`` (shape and dtype of out);
+            None under ``no_grad()``
     """
     check_float("x", x)
     xp = get_array_module(x)
     out = xp.maximum(x, 0)                                      # shape of x
+    if not is_grad_enabled():
+        return out, None
     return out, {"positive": x > 0, "out_spec": upstream_spec(out)}
 
 
@@ -157,6 +164,7 @@ def relu_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    check_cache("relu_backward", cache)
     check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: pass dout through where the input was positive (the cache holds that mask).
     # forward: out = max(x, 0)
@@ -164,7 +172,7 @@ def relu_backward(dout: Array, cache: dict) -> Array:
     # END EXERCISE
 
 
-def gelu_forward(x: Array, approximate: str = "none") -> tuple[Array, dict]:
+def gelu_forward(x: Array, approximate: str = "none") -> tuple[Array, dict | None]:
     """GELU, ``x * Phi(x)``, exact (``approximate="none"``) or tanh-approximate (``"tanh"``).
 
     Matches ``torch.nn.functional.gelu(x, approximate=...)``.
@@ -176,18 +184,23 @@ def gelu_forward(x: Array, approximate: str = "none") -> tuple[Array, dict]:
     Returns:
         out: shape of x
         cache: dict with ``approximate``, ``x``, ``out_spec`` and either ``cdf`` = Phi(x) (exact) or ``tanh``
-            = t (tanh form)
+            = t (tanh form); None under ``no_grad()``
     """
     check_float("x", x)
     check_choice("approximate", approximate, ("none", "tanh"))
     xp = get_array_module(x)
     if approximate == "none":
         cdf = _normal_cdf(x)                                    # Phi(x) = (1 + erf(x / sqrt 2)) / 2, shape of x
+        if not is_grad_enabled():
+            cdf *= x                                            # out = x * Phi(x), in Phi's own array
+            return cdf, None
         out = x * cdf
         return out, {"approximate": approximate, "x": x, "cdf": cdf, "out_spec": upstream_spec(out)}
     inner = _SQRT_2_OVER_PI * (x + _TANH_CUBIC * (x * x * x))   # u, shape of x
     t = xp.tanh(inner)
     out = 0.5 * x * (1.0 + t)
+    if not is_grad_enabled():
+        return out, None
     return out, {"approximate": approximate, "x": x, "tanh": t, "out_spec": upstream_spec(out)}
 
 
@@ -201,6 +214,7 @@ def gelu_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    check_cache("gelu_backward", cache)
     check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: the derivative of the formula the forward chose, from the cached x and cdf (exact) or tanh.
     x = cache["x"]
@@ -233,14 +247,14 @@ def activation_forward(x: Array, name: str) -> tuple[Array, dict]:
 
     Returns:
         out: shape of x
-        cache: dict with ``name`` and the chosen activation's own cache (``inner``)
+        cache: dict with ``name`` and the chosen activation's own cache (``inner``); None under ``no_grad()``
     """
     check_choice("activation", name, ACTIVATIONS)
     if name == "relu":
         out, inner = relu_forward(x)
     else:
         out, inner = gelu_forward(x, approximate="none" if name == "gelu" else "tanh")
-    return out, {"name": name, "inner": inner}
+    return out, None if inner is None else {"name": name, "inner": inner}
 
 
 def activation_backward(dout: Array, cache: dict) -> Array:
@@ -253,6 +267,7 @@ def activation_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: shape of x
     """
+    check_cache("activation_backward", cache)
     # EXERCISE: call the backward pass of the activation the forward chose, with its own cache.
     if cache["name"] == "relu":
         return relu_backward(dout, cache["inner"])

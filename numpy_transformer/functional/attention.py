@@ -69,6 +69,7 @@ from ..checks import (
     check_upstream,
     upstream_spec,
 )
+from ..grad_mode import check_cache, is_grad_enabled
 from .softmax import softmax_forward
 
 
@@ -132,7 +133,8 @@ def scaled_dot_product_attention_forward(q: Array, k: Array, v: Array, mask: Arr
         cache: dict with ``q_scaled`` = scale * q, ``k``, ``v``, ``scale``, ``weights`` (..., T, S),
             ``dropped`` (..., T, S) = the weights after dropout, ``keep_scale`` (..., T, S) = the dropout
             mask ``keep / (1 - p)`` or None without dropout, and ``out`` (for the softmax row sum). The
-            returned ``out`` and ``weights`` are these cached arrays: do not modify them in place
+            returned ``out`` and ``weights`` are these cached arrays: do not modify them in place. None under
+            ``no_grad()``
     """
     _check_qkv(q, k, v)
     check_probability("dropout_p", dropout_p)
@@ -181,6 +183,8 @@ def scaled_dot_product_attention_forward(q: Array, k: Array, v: Array, mask: Arr
         keep_scale = None
         dropped = weights
     out = dropped @ v                                           # (..., T, S) @ (..., S, Dv) -> (..., T, Dv)
+    if not is_grad_enabled():
+        return out, weights, None
     cache = {"q_scaled": q_scaled, "k": k, "v": v, "scale": scale, "weights": weights,
              "dropped": dropped, "keep_scale": keep_scale, "out": out}
     return out, weights, cache
@@ -196,6 +200,7 @@ def scaled_dot_product_attention_backward(dout: Array, cache: dict) -> tuple[Arr
     Returns:
         dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
     """
+    check_cache("scaled_dot_product_attention_backward", cache)
     check_upstream("dout", dout, upstream_spec(cache["out"]))
     # EXERCISE: undo out = dropped @ v, the dropout, the softmax and the scores, giving dq, dk, dv.
     q_scaled, k, v, scale = cache["q_scaled"], cache["k"], cache["v"], cache["scale"]

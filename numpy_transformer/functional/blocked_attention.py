@@ -56,6 +56,7 @@ from ..checks import (
     check_upstream,
     upstream_spec,
 )
+from ..grad_mode import check_cache, is_grad_enabled
 from .attention import _check_qkv
 
 #: positions of a query block and of a key block: a (B, H, 1024, 256) float32 block of scores is 8 MiB at
@@ -135,7 +136,7 @@ def blocked_attention_forward(q: Array, k: Array, v: Array, mask: Array | None =
         out: (..., T, Dv), equal to the plain pair's up to rounding
         cache: dict with ``q_scaled`` = scale * q, ``k``, ``v``, ``mask``, ``is_causal``, ``scale``, the
             block sizes ``blocks``, ``out`` and ``logsumexp`` (..., T, 1), the log-sum-exp $L$ of each row of
-            scores (0 for a row with every key forbidden). Nothing of size T x S.
+            scores (0 for a row with every key forbidden). Nothing of size T x S. None under ``no_grad()``
     """
     scale = _check_blocked(q, k, v, mask, is_causal, scale, query_block, key_block)
     xp = get_array_module(q, k, v, mask)
@@ -178,6 +179,8 @@ def blocked_attention_forward(q: Array, k: Array, v: Array, mask: Array | None =
         # L = m + log l; an empty row gets 0 (its scores are all -inf, so exp(A - L) = 0 for any finite L)
         shift = xp.where(empty, xp.zeros((), dtype=q.dtype), row_max)
         logsumexp[..., i0:i1, :] = shift + xp.log(safe_sum)
+    if not is_grad_enabled():
+        return out, None
     cache = {"q_scaled": q_scaled, "k": k, "v": v, "mask": mask, "is_causal": bool(is_causal), "scale": scale,
              "blocks": (query_block, key_block), "out": out, "logsumexp": logsumexp}
     return out, cache
@@ -193,6 +196,7 @@ def blocked_attention_backward(dout: Array, cache: dict) -> tuple[Array, Array, 
     Returns:
         dq: (..., T, Dh), dk: (..., S, Dh), dv: (..., S, Dv)
     """
+    check_cache("blocked_attention_backward", cache)
     check_upstream("dout", dout, upstream_spec(cache["out"]))
     # EXERCISE: for each pair of blocks, rebuild the probabilities from the cached logsumexp, then undo
     # out = P V, the softmax and the scores on the block, adding into dq, dk and dv.

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..backend import Array
 from ..checks import check_choice
+from ..grad_mode import check_cache, is_grad_enabled
 from .activations import ACTIVATIONS, activation_backward, activation_forward
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
@@ -48,13 +49,16 @@ def feedforward_forward(x: Array, w1: Array, b1: Array | None, w2: Array, b2: Ar
 
     Returns:
         out: (..., D)
-        cache: dict with the caches of ``linear1``, ``activation``, ``dropout`` and ``linear2``
+        cache: dict with the caches of ``linear1``, ``activation``, ``dropout`` and ``linear2``; None under
+            ``no_grad()``
     """
     check_choice("activation", activation, ACTIVATIONS)
     hidden, linear1_cache = linear_forward(x, w1, b1)            # (..., D) -> (..., F)
     activated, activation_cache = activation_forward(hidden, activation)  # (..., F)
     dropped, dropout_cache = dropout_forward(activated, p=dropout_p, training=True, rng=rng)  # (..., F)
     out, linear2_cache = linear_forward(dropped, w2, b2)        # (..., F) -> (..., D)
+    if not is_grad_enabled():
+        return out, None
     cache = {
         "linear1": linear1_cache,
         "activation": activation_cache,
@@ -74,6 +78,7 @@ def feedforward_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array 
     Returns:
         dx: (..., D), dw1: (F, D), db1: (F,) or None, dw2: (D, F), db2: (D,) or None
     """
+    check_cache("feedforward_backward", cache)
     # EXERCISE: the four ops' backward passes, called in the reverse order of the forward.
     # forward: out = linear(dropped, w2, b2)
     ddropped, dw2, db2 = linear_backward(dout, cache["linear2"])  # (..., D) -> (..., F)

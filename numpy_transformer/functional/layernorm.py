@@ -42,10 +42,29 @@ Shapes: x (..., D), gamma and beta (D,); any number of leading axes (e.g. (B, T,
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..backend import Array, get_array_module
 from ..checks import check_float, check_same_dtype, check_shape, check_upstream, upstream_spec
+from ..grad_mode import check_cache, is_grad_enabled
+
+
+def _row_mean(a: Array, weights: Array | None = None) -> Array:
+    """The mean over the last axis of ``a`` (of ``a * weights``, with ``weights`` (D,)), kept as an axis of size 1.
+
+    In float32 it is a matrix-vector product, ``a @ weights / D`` (BLAS: a fraction of the time of NumPy's
+    reduction over rows this short, and no (..., D) array for the product). Every other dtype keeps NumPy's own
+    sum of the plain formula, so float64, the dtype of the gradient checks, gives its numbers bit for bit.
+    """
+    width = a.shape[-1]
+    if a.dtype != np.float32:
+        return (a if weights is None else a * weights).mean(axis=-1, keepdims=True)  # (..., D) -> (..., 1)
+    xp = get_array_module(a)
+    weights = xp.ones(width, dtype=a.dtype) if weights is None else weights         # (D,)
+    sums = a.reshape(math.prod(a.shape[:-1]), width) @ weights  # (M, D) @ (D,) -> (M,)
+    return (sums / width).reshape(a.shape[:-1] + (1,))          # (M,) -> (..., 1)
 
 
 def layernorm_forward(x: Array, gamma: Array, beta: Array, eps: float = 1e-5) -> tuple[Array, dict]:
@@ -61,7 +80,8 @@ def layernorm_forward(x: Array, gamma: Array, beta: Array, eps: float = 1e-5) ->
     Returns:
         out: (..., D)
         cache: dict with ``xhat`` (..., D), ``rstd`` (..., 1) = 1/sqrt(var + eps), ``gamma`` (D,) (float32
-            for a float16 input), ``float16`` (whether to round the gradients to float16) and ``out_spec``
+            for a float16 input), ``float16`` (whether to round the gradients to float16) and ``out_spec``;
+            None under ``no_grad()``
     """
     check_float("x", x)
     check_float("gamma", gamma)
@@ -80,19 +100,24 @@ def layernorm_forward(x: Array, gamma: Array, beta: Array, eps: float = 1e-5) ->
         wide = np.float32
         out, cache = layernorm_forward(x.astype(wide), gamma.astype(wide), beta.astype(wide), eps)
         out = out.astype(np.float16)
-        cache.update(float16=True, out_spec=upstream_spec(out))
+        if cache is not None:
+            cache.update(float16=True, out_spec=upstream_spec(out))
         return out, cache
 
     # Plainly: centered = x - mean; xhat = centered * rstd; out = xhat * gamma + beta. Here xhat is ONE
-    # fresh array updated in place (centered, then scaled), and out is another: two (..., D) arrays, not five.
-    mean = x.mean(axis=-1, keepdims=True)                      # (..., D) -> (..., 1)
+    # fresh array updated in place (centered, then scaled), and out is another: two (..., D) arrays, not five
+    # (one under no_grad(), where out is xhat scaled and shifted in place).
+    mean = _row_mean(x)                                         # (..., D) -> (..., 1)
     xhat = x - mean                                             # (..., D), centered; x is left untouched
     # variance = mean(centered ** 2); einsum sums the squares without a (..., D) temporary
     variance = xp.einsum("...d,...d->...", xhat, xhat)[..., None] / width  # (..., 1), biased: divide by D
     rstd = 1.0 / xp.sqrt(variance + eps)                        # (..., 1)
     xhat *= rstd                                                # (..., D), centered * rstd, in place
-    out = xhat * gamma                                          # (..., D)
+    keep = is_grad_enabled()
+    out = xp.multiply(xhat, gamma, out=None if keep else xhat)  # (..., D)
     out += beta
+    if not keep:
+        return out, None
     cache = {"xhat": xhat, "rstd": rstd, "gamma": gamma, "float16": False, "out_spec": upstream_spec(out)}
     return out, cache
 
@@ -107,6 +132,7 @@ def layernorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
     Returns:
         dx: (..., D), dgamma: (D,), dbeta: (D,)
     """
+    check_cache("layernorm_backward", cache)
     check_upstream("dout", dout, cache["out_spec"])
     if cache["float16"]:
         # forward: out = layernorm(x in float32).astype(float16); the gradients likewise, rounded once
@@ -115,23 +141,21 @@ def layernorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
     # EXERCISE: dx, dgamma and dbeta from the cached xhat, rstd and gamma; no D x D Jacobian.
     xhat, rstd, gamma = cache["xhat"], cache["rstd"], cache["gamma"]
     reduce_axes = tuple(range(dout.ndim - 1))  # every axis but the feature axis
-
     xp = get_array_module(dout, xhat)
 
     # forward: out = xhat * gamma + beta
     dbeta = dout.sum(axis=reduce_axes)                           # (..., D) -> (D,)
     work = dout * xhat                                           # (..., D), g * xhat; reused below
     dgamma = work.sum(axis=reduce_axes)                          # (..., D) -> (D,)
-    dxhat = dout * gamma                                         # (..., D)
 
     # forward: xhat = (x - mean) * rstd, with mean and rstd functions of the whole row.
-    # Plainly dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)); below, dxhat becomes dx in
-    # place and ``work`` holds the products, so no further (..., D) array is allocated.
-    work *= gamma                                                # dxhat * xhat = g * xhat * gamma
-    mean_dxhat_xhat = work.mean(axis=-1, keepdims=True)          # (..., 1)
-    mean_dxhat = dxhat.mean(axis=-1, keepdims=True)              # (..., 1)
+    # Plainly dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = g * gamma. The two
+    # row means are taken with gamma as weights (products with gamma in float32, see _row_mean); below, dxhat
+    # becomes dx in place and ``work`` holds the products, so no further (..., D) array is allocated.
+    mean_dxhat = _row_mean(dout, gamma)                          # mean(g * gamma), (..., 1)
+    mean_dxhat_xhat = _row_mean(work, gamma)                     # mean(g * xhat * gamma), (..., 1)
+    dx = dout * gamma                                            # (..., D), dxhat
     xp.multiply(xhat, mean_dxhat_xhat, out=work)                 # (..., D), xhat * mean(dxhat * xhat)
-    dx = dxhat
     dx -= mean_dxhat
     dx -= work
     dx *= rstd                                                   # (..., D)

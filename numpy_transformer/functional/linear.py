@@ -32,6 +32,7 @@ import math
 
 from ..backend import Array, get_array_module
 from ..checks import check_float, check_ndim, check_same_dtype, check_shape, check_upstream, upstream_spec
+from ..grad_mode import check_cache, is_grad_enabled
 
 
 def linear_forward(x: Array, weight: Array, bias: Array | None = None) -> tuple[Array, dict]:
@@ -46,7 +47,7 @@ def linear_forward(x: Array, weight: Array, bias: Array | None = None) -> tuple[
         out: (..., Dout)
         cache: dict with ``x2d`` (M, Din) = x flattened over its leading axes, ``weight`` (Dout, Din),
             ``has_bias``, ``lead_shape`` (the leading axes of x, so that dx gets x's shape back) and
-            ``out_spec`` (the shape and dtype of out, which ``dout`` must have)
+            ``out_spec`` (the shape and dtype of out, which ``dout`` must have); None under ``no_grad()``
     """
     check_float("x", x)
     check_float("weight", weight)
@@ -69,6 +70,8 @@ def linear_forward(x: Array, weight: Array, bias: Array | None = None) -> tuple[
     if bias is not None:
         out2d += bias                                           # (M, Dout) + (Dout,), in place: no extra array
     out = out2d.reshape(lead_shape + (out_features,))           # (M, Dout) -> (..., Dout)
+    if not is_grad_enabled():
+        return out, None
     cache = {"x2d": x2d, "weight": weight, "has_bias": bias is not None, "lead_shape": lead_shape,
              "out_spec": upstream_spec(out)}
     return out, cache
@@ -89,6 +92,7 @@ def linear_backward(dout: Array, cache: dict, need_input_grad: bool = True,
         dweight: (Dout, Din) or None when ``need_weight_grad`` is False
         dbias: (Dout,) or None when ``need_weight_grad`` is False or the layer has no bias
     """
+    check_cache("linear_backward", cache)
     check_upstream("dout", dout, cache["out_spec"])
     # EXERCISE: from dout and the cached x2d and weight, compute dx, dweight and dbias (each only when asked for).
     x2d, weight = cache["x2d"], cache["weight"]

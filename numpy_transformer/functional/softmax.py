@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from ..backend import Array, get_array_module
 from ..checks import check_float, check_upstream, upstream_spec
+from ..grad_mode import check_cache, is_grad_enabled
 
 
 def _check_axis(x: Array, axis: int) -> int:
@@ -80,7 +81,8 @@ def softmax_forward(x: Array, axis: int = -1, out: Array | None = None) -> tuple
 
     Returns:
         y: the shape of x; each slice along ``axis`` sums to 1 (or is all zeros if it was all ``-inf``)
-        cache: dict with ``y`` and ``axis`` (``y``'s shape and dtype are what ``dout`` must have)
+        cache: dict with ``y`` and ``axis`` (``y``'s shape and dtype are what ``dout`` must have); None under
+            ``no_grad()``
     """
     check_float("x", x)
     axis = _check_axis(x, axis)
@@ -93,7 +95,7 @@ def softmax_forward(x: Array, axis: int = -1, out: Array | None = None) -> tuple
     xp.exp(y, out=y)                                            # exp(x - m), in place
     total = y.sum(axis=axis, keepdims=True)                     # (..., 1, ...); >= 1 unless all -inf
     y /= xp.where(total == 0, 1, total)                         # (..., N, ...); an all -inf row stays 0
-    return y, {"y": y, "axis": axis}
+    return y, ({"y": y, "axis": axis} if is_grad_enabled() else None)
 
 
 def softmax_backward(dout: Array, cache: dict) -> Array:
@@ -106,6 +108,7 @@ def softmax_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: the shape of x
     """
+    check_cache("softmax_backward", cache)
     check_upstream("dout", dout, upstream_spec(cache["y"]))
     # EXERCISE: dx from dout and the cached y along axis, in O(N) per slice: build no Jacobian.
     y, axis = cache["y"], cache["axis"]
@@ -132,7 +135,7 @@ def log_softmax_forward(x: Array, axis: int = -1) -> tuple[Array, dict]:
             slice that is all ``-inf`` stays all ``-inf`` (the log of softmax's row of zeros), never NaN
         cache: dict with ``probs`` = softmax(x) (the shape and dtype of x and y, which ``dout`` must have),
             ``axis`` and ``empty`` (the shape of x with ``axis`` of size 1, bool): True for the all ``-inf``
-            slices, whose gradient is zero
+            slices, whose gradient is zero; None under ``no_grad()``
     """
     check_float("x", x)
     axis = _check_axis(x, axis)
@@ -143,6 +146,8 @@ def log_softmax_forward(x: Array, axis: int = -1) -> tuple[Array, dict]:
     empty = total == 0                                          # (..., 1, ...) bool
     total = xp.where(empty, 1, total)                           # all -inf row: log 1 = 0, so y stays -inf
     y = shifted - xp.log(total)                                 # (..., N, ...)
+    if not is_grad_enabled():
+        return y, None
     probs = exps / total                                        # softmax, reusing exps: no second exp
     return y, {"probs": probs, "axis": axis, "empty": empty}
 
@@ -157,6 +162,7 @@ def log_softmax_backward(dout: Array, cache: dict) -> Array:
     Returns:
         dx: the shape of x
     """
+    check_cache("log_softmax_backward", cache)
     check_upstream("dout", dout, upstream_spec(cache["probs"]))
     # EXERCISE: dx from dout and the cached probs along axis; a slice marked empty gets a zero gradient.
     probs, axis = cache["probs"], cache["axis"]

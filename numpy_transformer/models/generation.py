@@ -30,6 +30,9 @@ generated from by :func:`generate`.
 ``eos_token_id``: a sequence that produced it is finished and continues with ``pad_token_id`` (the EOS id
 when no pad is given); generation stops when every sequence is finished, as ``transformers`` does.
 
+Decoding runs under ``no_grad()`` (as ``transformers``' ``generate`` runs under ``torch.no_grad()``): nothing
+is differentiated through it, so no layer keeps the caches of a backward pass.
+
 Shapes: B sequences, T0 prompt positions, V vocabulary.
 """
 from __future__ import annotations
@@ -39,6 +42,7 @@ import numpy as np
 from ..backend import get_array_module, seeded_generator
 from ..checks import check_float, check_integer, check_ndim, check_positive_int
 from ..functional.softmax import softmax_forward
+from ..grad_mode import no_grad
 
 __all__ = ["generate", "sample_next_token", "filter_logits", "positions_from_mask"]
 
@@ -151,6 +155,7 @@ def _check_generate_args(model, ids, max_new_tokens, attention_mask, eos_token_i
             raise TypeError(f"{name}: got {value!r}; expected an int token id or None")
 
 
+@no_grad()
 def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, rng=None, attention_mask=None, eos_token_id: int | None = None,
              pad_token_id: int | None = None, use_cache: bool = True, return_logits: bool = False):

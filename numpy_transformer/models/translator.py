@@ -58,6 +58,7 @@ from ..checks import check_choice, check_integer, check_ndim, check_positive_int
 from ..functional.attention import causal_mask
 from ..functional.losses import cross_entropy_backward, cross_entropy_forward
 from ..functional.softmax import log_softmax_forward
+from ..grad_mode import no_grad
 from ..nn.attention import KVCache
 from ..nn.layers import Embedding, Linear, PositionalEncoding
 from ..nn.module import Module
@@ -326,6 +327,7 @@ class Seq2SeqTransformer(Module):
         if bos_id == self.pad_id:
             raise ValueError(f"bos_id: got {bos_id}; expected an id different from pad_id = {self.pad_id}")
 
+    @no_grad()
     def greedy_decode(self, src_ids, max_len: int, bos_id: int, eos_id: int):
         """Translate by always taking the most probable next token (whole batch at once).
 
@@ -360,6 +362,7 @@ class Seq2SeqTransformer(Module):
         finally:
             self.train(was_training)
 
+    @no_grad()
     def beam_search(self, src_ids, beam_width: int = 4, max_len: int = 50, length_penalty: float = 0.0,
                     bos_id: int = 1, eos_id: int = 2, length_penalty_kind: str = "gnmt"):
         """Translate by beam search, ``beam_width`` hypotheses per source sentence (whole batch at once).

@@ -26,7 +26,10 @@ writes this itself) with two pieces of bookkeeping that keep a backward pass hon
   silently turn a float32 model's gradients into float64), with an error that names it;
 - a forward that RAISES leaves nothing to differentiate: the module and all its sub-modules forget their
   last forward, so a later ``backward`` refuses ("run forward first") instead of combining the caches of two
-  different calls (an encoder that ran with a decoder that refused its mask, say).
+  different calls (an encoder that ran with a decoder that refused its mask, say);
+- a forward inside ``numpy_transformer.no_grad()`` (inference) keeps nothing to differentiate either: when it
+  returns, the module drops its caches (by convention the attributes whose names end in ``_cache``), and its
+  ``backward`` refuses, saying why.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ import numpy as np
 
 from ..backend import FLOAT_DTYPES, as_dtype, check_device, get_array_module, to_device, to_numpy
 from ..checks import check_upstream, upstream_spec
+from ..grad_mode import is_grad_enabled
 
 __all__ = ["Parameter", "Module", "ModuleList", "IncompatibleKeys"]
 
@@ -102,8 +106,13 @@ def _output_specs(result) -> tuple:
     return tuple(upstream_spec(x) if hasattr(x, "shape") and hasattr(x, "dtype") else None for x in items)
 
 
+#: what ``_forward_outputs`` holds after a forward under ``no_grad()``: nothing to differentiate, and why
+_NO_GRAD = "no_grad"
+
+
 def _remembering_forward(forward):
-    """``forward``, recording what it returned; when it raises, the module tree forgets its last forward."""
+    """``forward``, recording what it returned; when it raises, the module tree forgets its last forward; under
+    ``no_grad()`` the module drops its caches when it returns."""
     @functools.wraps(forward)
     def remembering_forward(self, *args, **kwargs):
         try:
@@ -112,7 +121,12 @@ def _remembering_forward(forward):
             for module in self.modules() if "_modules" in self.__dict__ else (self,):
                 object.__setattr__(module, "_forward_outputs", None)
             raise
-        object.__setattr__(self, "_forward_outputs", _output_specs(result))
+        if is_grad_enabled():
+            object.__setattr__(self, "_forward_outputs", _output_specs(result))
+        else:
+            for name in [name for name in self.__dict__ if name.endswith("_cache")]:
+                object.__setattr__(self, name, None)
+            object.__setattr__(self, "_forward_outputs", _NO_GRAD)
         return result
 
     remembering_forward._module_bookkeeping = True
@@ -127,6 +141,10 @@ def _checked_backward(backward):
     @functools.wraps(backward)
     def checked_backward(self, *douts, **kwargs):
         outputs = self.__dict__.get("_forward_outputs")
+        if outputs is _NO_GRAD:
+            raise RuntimeError(f"{type(self).__name__}.backward: the last forward ran under "
+                               "numpy_transformer.no_grad(), which keeps nothing for a backward pass; run the "
+                               "forward outside no_grad() to differentiate it")
         if outputs is None:
             raise RuntimeError(f"{type(self).__name__}.backward: called before forward, or after a forward that "
                                "raised (a failed forward keeps nothing to differentiate); run forward first")

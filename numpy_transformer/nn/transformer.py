@@ -106,6 +106,13 @@ def _causal_flag(name: str, value) -> bool:
     return bool(value)
 
 
+def _residual(block_out, x):
+    """``block_out + x``, written into ``block_out``: the output (or gradient) of a sub-block, an array the layer
+    made itself and nothing else holds, so the residual sum needs no fresh array. ``x`` is never changed."""
+    block_out += x
+    return block_out
+
+
 def _input_gradient(grads):
     """The gradient of an attention's query input (self-attention puts the whole of it in slot 0)."""
     return grads[0]
@@ -265,31 +272,35 @@ class TransformerEncoderLayer(_SharedBlocks, Module):
         _check_mask("src_mask", src_mask, [(S, keys), ((B or 1) * self.nhead, S, keys)])
         _check_mask("src_key_padding_mask", src_key_padding_mask, [_padding_shape(B, keys)])
         masks = (src_mask, src_key_padding_mask, _causal_flag("is_causal", is_causal), cache, need_weights)
+        # Plainly x = x + block(x): each sum is written into the block's output, a fresh array of this layer's
+        # own (``_residual``), never into src
         x = src
         if self.norm_first:
             attended, weights = self._sa_block(self.norm1(x), *masks)
-            x = x + attended
-            x = x + self._ff_block(self.norm2(x), self.dropout2)
+            x = _residual(attended, x)
+            x = _residual(self._ff_block(self.norm2(x), self.dropout2), x)
         else:
             attended, weights = self._sa_block(x, *masks)
-            x = self.norm1(x + attended)
-            x = self.norm2(x + self._ff_block(x, self.dropout2))
+            x = self.norm1(_residual(attended, x))
+            x = self.norm2(_residual(self._ff_block(x, self.dropout2), x))
         return (x, weights) if need_weights else x
 
     def backward(self, dout):
         """dout (B, S, D) -> dsrc (B, S, D); adds into every parameter's ``.grad``."""
+        # Plainly dx = dsum + dblock: each sum is written into the block's gradient, a fresh array of this
+        # layer's own (``_residual``), never into dout
         if self.norm_first:
             # forward: x = x + self._ff_block(self.norm2(x))
-            dx = dout + self.norm2.backward(self._ff_block_backward(dout, self.dropout2))
+            dx = _residual(self.norm2.backward(self._ff_block_backward(dout, self.dropout2)), dout)
             # forward: x = x + self._sa_block(self.norm1(x), ...)
-            dx = dx + self.norm1.backward(self._sa_block_backward(dx))
+            dx = _residual(self.norm1.backward(self._sa_block_backward(dx)), dx)
         else:
             # forward: x = self.norm2(x + self._ff_block(x))
             dsum = self.norm2.backward(dout)
-            dx = dsum + self._ff_block_backward(dsum, self.dropout2)
+            dx = _residual(self._ff_block_backward(dsum, self.dropout2), dsum)
             # forward: x = self.norm1(x + self._sa_block(x, ...))
             dsum = self.norm1.backward(dx)
-            dx = dsum + self._sa_block_backward(dsum)
+            dx = _residual(self._sa_block_backward(dsum), dsum)
         return dx
 
 
@@ -359,19 +370,20 @@ class TransformerDecoderLayer(_SharedBlocks, Module):
                       need_weights)
         memory_masks = (memory_mask, memory_key_padding_mask, _causal_flag("memory_is_causal", memory_is_causal),
                         memory_cache, need_weights)
+        # Plainly x = x + block(x), each sum written into the block's own output (``_residual``)
         x = tgt
         if self.norm_first:
             attended, self_weights = self._sa_block(self.norm1(x), *self_masks)
-            x = x + attended
+            x = _residual(attended, x)
             attended, cross_weights = self._mha_block(self.norm2(x), memory, *memory_masks)
-            x = x + attended
-            x = x + self._ff_block(self.norm3(x), self.dropout3)
+            x = _residual(attended, x)
+            x = _residual(self._ff_block(self.norm3(x), self.dropout3), x)
         else:
             attended, self_weights = self._sa_block(x, *self_masks)
-            x = self.norm1(x + attended)
+            x = self.norm1(_residual(attended, x))
             attended, cross_weights = self._mha_block(x, memory, *memory_masks)
-            x = self.norm2(x + attended)
-            x = self.norm3(x + self._ff_block(x, self.dropout3))
+            x = self.norm2(_residual(attended, x))
+            x = self.norm3(_residual(self._ff_block(x, self.dropout3), x))
         return (x, self_weights, cross_weights) if need_weights else x
 
     def _mha_block(self, x, memory, attn_mask, key_padding_mask, is_causal, cache=None, need_weights=False):
@@ -391,25 +403,26 @@ class TransformerDecoderLayer(_SharedBlocks, Module):
 
     def backward(self, dout):
         """dout (B, T, D) -> (dtgt (B, T, D), dmemory (B, S, D)); adds into every parameter's ``.grad``."""
+        # Plainly dx = dsum + dblock, each sum written into the block's own gradient (``_residual``)
         if self.norm_first:
             # forward: x = x + self._ff_block(self.norm3(x))
-            dx = dout + self.norm3.backward(self._ff_block_backward(dout, self.dropout3))
+            dx = _residual(self.norm3.backward(self._ff_block_backward(dout, self.dropout3)), dout)
             # forward: x = x + self._mha_block(self.norm2(x), memory, ...)
             dquery, dmemory = self._mha_block_backward(dx)
-            dx = dx + self.norm2.backward(dquery)
+            dx = _residual(self.norm2.backward(dquery), dx)
             # forward: x = x + self._sa_block(self.norm1(x), ...)
-            dx = dx + self.norm1.backward(self._sa_block_backward(dx))
+            dx = _residual(self.norm1.backward(self._sa_block_backward(dx)), dx)
         else:
             # forward: x = self.norm3(x + self._ff_block(x))
             dsum = self.norm3.backward(dout)
-            dx = dsum + self._ff_block_backward(dsum, self.dropout3)
+            dx = _residual(self._ff_block_backward(dsum, self.dropout3), dsum)
             # forward: x = self.norm2(x + self._mha_block(x, memory, ...))
             dsum = self.norm2.backward(dx)
             dquery, dmemory = self._mha_block_backward(dsum)
-            dx = dsum + dquery
+            dx = _residual(dquery, dsum)
             # forward: x = self.norm1(x + self._sa_block(x, ...))
             dsum = self.norm1.backward(dx)
-            dx = dsum + self._sa_block_backward(dsum)
+            dx = _residual(self._sa_block_backward(dsum), dsum)
         return dx, dmemory
 
 

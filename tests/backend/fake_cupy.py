@@ -235,7 +235,8 @@ for _name in FUNCTIONS.split():
     setattr(_module, _name, _device(getattr(np, _name)))
 for _name in UFUNCS.split():
     setattr(_module, _name, _Ufunc(getattr(np, _name)))
-for _name in "float16 float32 float64 int8 int32 int64 uint8 bool_ dtype newaxis inf nan pi e integer floating".split():
+_NAMES = "float16 float32 float64 int8 int32 int64 intp uint8 bool_ dtype newaxis inf nan pi e integer floating"
+for _name in _NAMES.split():
     setattr(_module, _name, getattr(np, _name))
 bool = np.bool_  # noqa: A001 - cupy.bool, as NumPy 2 spells it
 

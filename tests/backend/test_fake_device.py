@@ -101,11 +101,14 @@ def _cases():
         "merge_heads": (F.merge_heads_forward, F.merge_heads_backward, (r(2, 2, 3, 4),), {}),
         "relu": (F.relu_forward, F.relu_backward, (r(2, 3, 4),), {}),
         "gelu": (F.gelu_forward, F.gelu_backward, (r(2, 3, 4),), {}),
+        "gelu_float32_table": (F.gelu_forward, F.gelu_backward, ((3 * r(2, 3, 40)).astype(np.float32),), {}),
         "gelu_tanh": (F.gelu_forward, F.gelu_backward, (r(2, 3, 4).astype(np.float32),), dict(approximate="tanh")),
         "activation": (F.activation_forward, F.activation_backward, (r(2, 3, 4), "gelu_tanh"), {}),
         "feedforward": (F.feedforward_forward, F.feedforward_backward, (r(2, 3, 4), r(6, 4), r(6), r(4, 6), r(4)),
                         dict(activation="gelu", dropout_p=0.25, rng=3)),
         "layernorm": (F.layernorm_forward, F.layernorm_backward, (r(2, 3, 4), r(4), r(4)), {}),
+        "layernorm_float32": (F.layernorm_forward, F.layernorm_backward,
+                              tuple(a.astype(np.float32) for a in (r(2, 3, 4), r(4), r(4))), {}),
         "dropout": (F.dropout_forward, F.dropout_backward, (r(2, 3, 4),), dict(p=0.4, rng=5)),
         "dropout_eval": (F.dropout_forward, F.dropout_backward, (r(2, 3, 4),), dict(p=0.4, training=False)),
         "patchify": (F.patchify_forward, F.patchify_backward, (r(2, 3, 4, 6), 2), {}),
@@ -136,6 +139,25 @@ def test_functional_pair_stays_on_device(cp, name):
     assert_same(host[0], device[0], f"{name} forward")
     assert_same(host[1], device[1], f"{name} backward")
     assert_same(host[2], device[2], f"{name} cache")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_functional_forward_under_no_grad_stays_on_device(cp, name):
+    """no_grad(): the forward's in-place forms on the device give the host's numbers, and no cache."""
+    from numpy_transformer import no_grad
+
+    forward, _, args, kwargs = CASES[name]
+    with no_grad():
+        host = forward(*args, **kwargs)
+        device = forward(*to_dev(args, cp), **kwargs)
+    assert_same(host[:-1], device[:-1], f"{name} forward under no_grad")
+    if name in NO_GRAD_CACHELESS:
+        assert host[-1] is None and device[-1] is None
+
+
+#: the pairs whose forward keeps nothing under no_grad (the others' caches are dropped by their modules)
+NO_GRAD_CACHELESS = {name for name in CASES if name.split("_")[0] in (
+    "linear", "softmax", "log", "attention", "blocked", "relu", "gelu", "activation", "feedforward", "layernorm")}
 
 
 def test_tables_and_masks_are_built_on_the_device(cp):
@@ -306,6 +328,20 @@ def test_training_step_on_device_matches_cpu(cp, name):
     assert_same(host[4], device[4], f"{name} parameters after the step")
     _, device, _ = _run_model(cp, name, dropout=0.1)
     assert_on_device(device, f"{name} with dropout")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_inference_under_no_grad_on_device_matches_cpu(cp, name):
+    from numpy_transformer import no_grad
+
+    make, inputs, _, _ = _model_cases()[name]
+    host_model = make().eval()
+    device_model = copy.deepcopy(host_model).to("cuda")
+    fake_cupy.reset_counts()
+    with no_grad():
+        host, device = host_model(*inputs), device_model(*to_dev(inputs, cp))
+    assert_same(host, device, f"{name} under no_grad")
+    assert fake_cupy.SYNC_SITES == [], fake_cupy.SYNC_SITES
 
 
 @pytest.mark.parametrize("name", MODELS)
