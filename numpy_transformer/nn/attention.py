@@ -108,8 +108,8 @@ from ..functional.linear import linear_backward, linear_forward
 from .layers import Linear
 from .module import Module, Parameter
 
-__all__ = ["MultiheadAttention", "KVCache", "merge_attention_masks", "causal_mask_after",
-           "BLOCKED_ATTENTION_MIN_SCORES"]
+__all__ = ["MultiheadAttention", "KVCache", "merge_attention_masks", "attention_dropout_generator",
+           "causal_mask_after", "BLOCKED_ATTENTION_MIN_SCORES"]
 
 #: ``attention="auto"`` computes attention in blocks (:mod:`~numpy_transformer.functional.blocked_attention`)
 #: from this many scores per (batch, head) on, T * S >= 1024 * 1024, where the full (B, H, T, S) float32 matrix
@@ -210,6 +210,20 @@ def causal_mask_after(past: int, new: int, xp=np):
     if new == 1:
         return None
     return xp.triu(xp.ones((new, past + new), dtype=bool), k=past + 1)  # (t, P+t)
+
+
+def attention_dropout_generator(module: Module, xp):
+    """The Generator that draws ``module``'s attention-dropout masks, on the device of the activations.
+
+    ``module._generator`` is the host (NumPy) Generator the attention module was built with; for another array
+    module (CuPy) a Generator of that module is seeded once from it and kept in ``module._device_generator``,
+    so the masks on the device are drawn there, without a transfer per call.
+    """
+    if xp is np:
+        return module._generator
+    if getattr(module, "_device_generator", None) is None:
+        module._device_generator = xp.random.default_rng(int(module._generator.integers(2**63 - 1)))
+    return module._device_generator
 
 
 class KVCache:
@@ -389,14 +403,6 @@ class MultiheadAttention(Module):
 
     # ------------------------------------------------------------------ helpers
 
-    def _dropout_generator(self, xp):
-        """The attention-dropout generator, on the device of the activations."""
-        if xp is np:
-            return self._generator
-        if getattr(self, "_device_generator", None) is None:
-            self._device_generator = xp.random.default_rng(int(self._generator.integers(2**63 - 1)))
-        return self._device_generator
-
     def _use_blocked(self, T: int, S: int, need_weights: bool, dropout_p: float) -> bool:
         """Whether this forward computes attention in blocks (see ``attention`` in the class docstring)."""
         check_choice("attention", self.attention, ATTENTION_CHOICES)
@@ -528,7 +534,7 @@ class MultiheadAttention(Module):
         else:
             heads, weights, attention_cache = scaled_dot_product_attention_forward(
                 q_heads, k_heads, v_heads, mask=mask, dropout_p=dropout_p,
-                rng=self._dropout_generator(xp) if dropout_p > 0 else None,
+                rng=attention_dropout_generator(self, xp) if dropout_p > 0 else None,
             )                                                    # heads (B, H, T, Dh), weights (B, H, T, S)
         merged, merge_cache = merge_heads_forward(heads)         # (B, H, T, Dh) -> (B, T, D)
         out = self.out_proj(merged)                              # (B, T, D) -> (B, T, D)

@@ -46,7 +46,7 @@ from ..functional.rmsnorm import rmsnorm_backward, rmsnorm_forward
 from ..functional.rope import rope_backward, rope_forward, rope_tables
 from ..functional.silu import silu_backward, silu_forward
 from ..functional.swiglu import swiglu_backward, swiglu_forward
-from .attention import KVCache, merge_attention_masks
+from .attention import KVCache, attention_dropout_generator, merge_attention_masks
 from .layers import Linear
 from .module import Module, Parameter
 
@@ -248,14 +248,6 @@ class GroupedQueryAttention(Module):
         self.o_proj = Linear(num_heads * head_dim, hidden_size, bias=bias, dtype=dtype, rng=generator)
         self._cache = None
 
-    def _dropout_generator(self, xp):
-        """The attention-dropout generator, on the device of the activations."""
-        if xp is np:
-            return self._generator
-        if getattr(self, "_device_generator", None) is None:
-            self._device_generator = xp.random.default_rng(int(self._generator.integers(2**63 - 1)))
-        return self._device_generator
-
     def _check_input(self, x, offset, cache, position_ids) -> int:
         """Check the inputs; returns the offset (the position of x's first token when no position_ids)."""
         check_float("x", x)
@@ -331,7 +323,7 @@ class GroupedQueryAttention(Module):
         dropout_p = self.dropout if self.training else 0.0
         heads, weights, attention_cache = grouped_query_attention_forward(
             q_rotated, k_rotated, v_heads, mask=mask, is_causal=self.is_causal, dropout_p=dropout_p,
-            rng=self._dropout_generator(xp) if dropout_p > 0 else None,
+            rng=attention_dropout_generator(self, xp) if dropout_p > 0 else None,
         )                                                             # heads (B, H, T, Dh), weights (B, H, T, S)
         merged, merge_cache = merge_heads_forward(heads)              # (B, H, T, Dh) -> (B, T, H*Dh)
         out = self.o_proj(merged)                                     # (B, T, H*Dh) -> (B, T, D)
