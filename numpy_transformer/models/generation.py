@@ -13,10 +13,11 @@ r"""Generation: continue a prompt one token at a time, for every decoder-only mo
   the model derives its positions from it (position = number of real tokens before, as ``transformers``);
 - ``max_len``: the longest sequence it can see, or None.
 
-:class:`~numpy_transformer.models.gpt.GPT` (and so every GPT-2 loaded into it) follows the protocol; a new
-decoder family (a Llama-style model with rotary positions applied to q and k before they are cached and
-grouped-query attention with fewer key/value heads) only has to provide the same three things to be
-generated from by :func:`generate`.
+:class:`~numpy_transformer.models.gpt.GPT` (and so every GPT-2 loaded into it) and
+:class:`~numpy_transformer.models.llama.LlamaForCausalLM` (rotary positions applied to the keys before they are
+cached, fewer key/value heads) follow the protocol; a new decoder family only has to provide the same three
+things to be generated from by :func:`generate`. :class:`CausalLM` gives such a model its ``generate`` method
+and its next-token ``loss``.
 
 **Choosing the next token** from the scores ``z`` (B, V), in this order (``transformers``' order):
 
@@ -41,6 +42,7 @@ import numpy as np
 
 from ..backend import get_array_module, seeded_generator
 from ..checks import check_float, check_integer, check_ndim, check_positive_int
+from ..functional.losses import cross_entropy_backward, cross_entropy_forward
 from ..functional.softmax import softmax_forward
 from ..grad_mode import no_grad
 
@@ -211,3 +213,30 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: i
         return ids
     finally:
         model.train(was_training)
+
+
+class CausalLM:
+    """What every decoder-only model here shares on top of the protocol above, which each writes for its own
+    layers: the next-token loss and :meth:`generate`. A base class of GPT and LlamaForCausalLM."""
+
+    def loss(self, logits, targets, ignore_index: int = -100):
+        """Mean next-token cross-entropy and its gradient.
+
+        Inputs:
+            logits: (B, T, V) from ``forward``; targets: int (B, T), usually ``ids[:, 1:]`` against
+            ``logits[:, :-1]``; positions equal to ``ignore_index`` do not count
+
+        Returns:
+            loss: 0-d array; dlogits: (B, T, V)
+        """
+        loss, cache = cross_entropy_forward(logits, targets, ignore_index=ignore_index)
+        return loss, cross_entropy_backward(1.0, cache)
+
+    def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, rng=None, attention_mask=None, eos_token_id: int | None = None,
+                 pad_token_id: int | None = None, use_cache: bool = True, return_logits: bool = False):
+        """Continue each prompt; see :func:`generate` (temperature 0: greedy; ``use_cache=False`` recomputes
+        the whole prefix at every step, for comparison)."""
+        return generate(self, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng,
+                        attention_mask=attention_mask, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+                        use_cache=use_cache, return_logits=return_logits)

@@ -40,18 +40,17 @@ import numpy as np
 from ..backend import get_array_module, seeded_generator
 from ..checks import check_integer, check_ndim, check_positive_int
 from ..functional.linear import linear_backward, linear_forward
-from ..functional.losses import cross_entropy_backward, cross_entropy_forward
 from ..nn.attention import KVCache
 from ..nn.layers import Dropout, Embedding, LayerNorm
 from ..nn.module import Module, ModuleList
 from ..nn.transformer import TransformerEncoderLayer
-from .generation import generate, positions_from_mask
+from .generation import CausalLM, positions_from_mask
 from .outputs import ModelOutput, run_layers
 
 __all__ = ["GPT"]
 
 
-class GPT(Module):
+class GPT(CausalLM, Module):
     """Decoder-only Transformer language model with tied input/output embeddings.
 
     Inputs:
@@ -180,19 +179,6 @@ class GPT(Module):
             self.wte.backward(dx)                                   # the lookup's scatter-add joins dweight
         return None
 
-    def loss(self, logits, targets, ignore_index: int = -100):
-        """Mean next-token cross-entropy and its gradient.
-
-        Inputs:
-            logits: (B, T, V) from :meth:`forward`; targets: int (B, T), usually ``ids[:, 1:]`` against
-            ``logits[:, :-1]``; positions equal to ``ignore_index`` do not count
-
-        Returns:
-            loss: 0-d array; dlogits: (B, T, V)
-        """
-        loss, cache = cross_entropy_forward(logits, targets, ignore_index=ignore_index)
-        return loss, cross_entropy_backward(1.0, cache)
-
     # ----------------------------------------------------------------------------------- generation
     def new_caches(self, batch_size: int | None = None) -> list:
         """One empty :class:`~numpy_transformer.nn.attention.KVCache` per block (the generation protocol)."""
@@ -213,15 +199,6 @@ class GPT(Module):
         h, _, _ = self._run(ids, attention_mask, caches, position_ids=positions)  # (B, t, D)
         logits, _ = linear_forward(h[:, -1], self.wte.weight.data)  # (B, D) @ (D, V) -> (B, V)
         return logits
-
-    def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, rng=None, attention_mask=None, eos_token_id: int | None = None,
-                 pad_token_id: int | None = None, use_cache: bool = True, return_logits: bool = False):
-        """Continue each prompt; see :func:`~numpy_transformer.models.generation.generate` (temperature 0:
-        greedy; ``use_cache=False`` recomputes the whole prefix at every step, for comparison)."""
-        return generate(self, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng,
-                        attention_mask=attention_mask, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-                        use_cache=use_cache, return_logits=return_logits)
 
     # ----------------------------------------------------------------------------------- pictures
     def attention_weights(self, ids, layer: int = -1, attention_mask=None):
