@@ -52,7 +52,7 @@ from _addition import (  # noqa: E402
     text,
     train,
 )
-from _common import done, save, section, setup  # noqa: E402
+from _common import add_prompt_options, continue_prompt, done, save, section, setup  # noqa: E402
 
 from numpy_transformer.models import GPT  # noqa: E402
 from numpy_transformer.viz import attention_heads_grid, loss_curve  # noqa: E402
@@ -60,12 +60,7 @@ from numpy_transformer.viz import attention_heads_grid, loss_curve  # noqa: E402
 
 def add_options(parser):
     parser.add_argument("--steps", type=int, default=1200, help="training steps (default 1200)")
-    parser.add_argument("--model", metavar="DIR", help="a Hugging Face GPT-2 folder to continue --prompt with")
-    parser.add_argument("--prompt", default="The Transformer is", help="the text to continue (with --model)")
-    parser.add_argument("--max-new-tokens", type=int, default=40, help="tokens to write (with --model)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens")
-    parser.add_argument("--top-p", type=float, default=None, help="sample within the nucleus of mass p")
+    add_prompt_options(parser, "GPT-2")
 
 
 def timed(function, repeats: int):
@@ -107,17 +102,7 @@ def continue_with_gpt2(args) -> None:
     print(f"  loaded {args.model} in {time.perf_counter() - start:.1f} s: {len(model.blocks)} blocks, width "
           f"{model.d_model}, {model.nhead} heads, {model.num_parameters():,} parameters, window {model.max_len}")
     section("2. continuing the prompt")
-    ids = np.array([tokenizer.encode(args.prompt)])
-    steps = min(args.max_new_tokens, model.max_len - ids.shape[1])
-    how = "greedy" if args.temperature == 0 else (f"sampling at temperature {args.temperature:g}"
-                                                  f"{f', top-k {args.top_k}' if args.top_k else ''}"
-                                                  f"{f', top-p {args.top_p:g}' if args.top_p else ''}")
-    start = time.perf_counter()
-    out = model.generate(ids, steps, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                         rng=args.seed, eos_token_id=tokenizer.eos_token_id)
-    seconds = time.perf_counter() - start
-    print(f"  {ids.shape[1]} prompt tokens, {out.shape[1] - ids.shape[1]} new ({how}, KV cache) in {seconds:.2f} s:")
-    print("  " + tokenizer.decode(out[0]).replace("\n", "\n  "))
+    ids, _, steps = continue_prompt(model, tokenizer, args)
     fast, slow, same, diff = cache_speedup(model, ids, steps, repeats=1 if args.quick else 3)
     print(f"  greedy, {steps} tokens: {fast:.2f} s with the cache, {slow:.2f} s recomputing the prefix "
           f"(x{slow / fast:.1f}); same tokens: {same}, largest logit difference {diff:.1e}")

@@ -54,7 +54,7 @@ from _addition import (  # noqa: E402
     text,
     train,
 )
-from _common import done, fail, save, section, setup  # noqa: E402
+from _common import add_prompt_options, continue_prompt, done, fail, save, section, setup  # noqa: E402
 
 from numpy_transformer.models import GPT, LlamaConfig, LlamaForCausalLM  # noqa: E402
 
@@ -63,12 +63,7 @@ GPT_COLOR, LLAMA_COLOR = "C0", "C3"
 
 def add_options(parser):
     parser.add_argument("--steps", type=int, default=1200, help="training steps of each model (default 1200)")
-    parser.add_argument("--model", metavar="DIR", help="a Hugging Face Llama folder to continue --prompt with")
-    parser.add_argument("--prompt", default="The Transformer is", help="the text to continue (with --model)")
-    parser.add_argument("--max-new-tokens", type=int, default=40, help="tokens to write (with --model)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens")
-    parser.add_argument("--top-p", type=float, default=None, help="sample within the nucleus of mass p")
+    add_prompt_options(parser, "Llama")
 
 
 # ---------------------------------------------------------------------------------------------- a folder
@@ -90,16 +85,7 @@ def continue_with_llama(args) -> None:
           f"key/value heads, RoPE base {config.rope_theta:g}, {model.num_parameters():,} parameters"
           f"{', tied output' if config.tie_word_embeddings else ''}")
     section("2. continuing the prompt")
-    ids = np.array([tokenizer.encode(args.prompt)])
-    how = "greedy" if args.temperature == 0 else (f"sampling at temperature {args.temperature:g}"
-                                                  f"{f', top-k {args.top_k}' if args.top_k else ''}"
-                                                  f"{f', top-p {args.top_p:g}' if args.top_p else ''}")
-    start = time.perf_counter()
-    out = model.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                         top_p=args.top_p, rng=args.seed, eos_token_id=tokenizer.eos_token_id)
-    seconds = time.perf_counter() - start
-    print(f"  {ids.shape[1]} prompt tokens, {out.shape[1] - ids.shape[1]} new ({how}, KV cache) in {seconds:.2f} s:")
-    print("  " + tokenizer.decode(out[0]).replace("\n", "\n  "))
+    ids, out, _ = continue_prompt(model, tokenizer, args)
     slow = model.generate(ids, out.shape[1] - ids.shape[1], temperature=args.temperature, top_k=args.top_k,
                           top_p=args.top_p, rng=args.seed, eos_token_id=tokenizer.eos_token_id, use_cache=False)
     print(f"  the same tokens recomputing every prefix instead of the cache: {bool(np.array_equal(out, slow))}")

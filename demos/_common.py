@@ -140,6 +140,42 @@ def done(out: str) -> None:
     print(f"\n{plural(len(pictures), 'picture')} saved to {os.path.abspath(out)}")
 
 
+def add_prompt_options(parser: argparse.ArgumentParser, family: str) -> None:
+    """The options of a decoder demo that continues a prompt with a Hugging Face folder of ``family``."""
+    parser.add_argument("--model", metavar="DIR", help=f"a Hugging Face {family} folder to continue --prompt with")
+    parser.add_argument("--prompt", default="The Transformer is", help="the text to continue (with --model)")
+    parser.add_argument("--max-new-tokens", type=int, default=40, help="tokens to write (with --model)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens")
+    parser.add_argument("--top-p", type=float, default=None, help="sample within the nucleus of mass p")
+
+
+def continue_prompt(model, tokenizer, args):
+    """Write up to ``--max-new-tokens`` after ``args.prompt`` as the options of :func:`add_prompt_options` say
+    (greedy or sampled, through the key/value caches; no further than the model's ``max_len`` when it has
+    one), and print them with the time taken.
+
+    Returns the prompt's ids (1, T0), the whole sequence (1, T0 + n) and how many tokens were asked for (n is
+    fewer when the text ends with the tokenizer's end-of-text token).
+    """
+    import numpy as np
+
+    ids = np.array([tokenizer.encode(args.prompt)])
+    new_tokens = args.max_new_tokens
+    if model.max_len is not None:
+        new_tokens = min(new_tokens, model.max_len - ids.shape[1])
+    how = "greedy" if args.temperature == 0 else (f"sampling at temperature {args.temperature:g}"
+                                                  f"{f', top-k {args.top_k}' if args.top_k else ''}"
+                                                  f"{f', top-p {args.top_p:g}' if args.top_p else ''}")
+    start = time.perf_counter()
+    out = model.generate(ids, new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                         rng=args.seed, eos_token_id=tokenizer.eos_token_id)
+    seconds = time.perf_counter() - start
+    print(f"  {ids.shape[1]} prompt tokens, {out.shape[1] - ids.shape[1]} new ({how}, KV cache) in {seconds:.2f} s:")
+    print("  " + tokenizer.decode(out[0]).replace("\n", "\n  "))
+    return ids, out, new_tokens
+
+
 class Progress:
     """Prints one line every ``every`` steps: step, loss, steps per second and the time left.
 
