@@ -282,6 +282,29 @@ def relative_error(ours, theirs) -> float:
     return diff / scale if scale > 0 else diff
 
 
+def assert_greedy_generation_equals_transformers(ours, theirs, rng, padded: bool) -> None:
+    """Greedy ``generate`` of ours (float32) against ``transformers``' ``generate(do_sample=False)`` on three
+    prompts (left-padded to different lengths, or not), token for token: with and without an EOS that the
+    model really produces, through the caches and recomputing every prefix."""
+    torch = require("torch")
+    if padded:
+        ids, mask = text_inputs(rng, batch=3, length=6, padding="left")
+    else:
+        ids = rng.integers(0, VOCAB - 1, size=(3, 6))
+        mask = np.ones_like(ids)
+    steps = POSITIONS - ids.shape[1]
+    for eos in (None, int(ours.generate(ids, 3, temperature=0.0, attention_mask=mask)[0, -1])):
+        expected = theirs.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                                   max_new_tokens=steps, do_sample=False, num_beams=1, eos_token_id=eos,
+                                   pad_token_id=eos).numpy()
+        for use_cache in (True, False):
+            got = ours.generate(ids, steps, temperature=0.0, attention_mask=mask, eos_token_id=eos,
+                                use_cache=use_cache)
+            np.testing.assert_array_equal(got, expected, err_msg=f"eos={eos}, use_cache={use_cache}")
+        if eos is not None:
+            assert (got[:, ids.shape[1]:] == eos).any()            # this case really stops at EOS
+
+
 def readme_folders(root) -> None:
     """Tiny folders under ``root`` named and laid out as the README's examples expect (random weights):
     ``gpt2`` (GPT2LMHeadModel, vocab.json, merges.txt), ``distilbert-base-uncased`` (DistilBertForMaskedLM,

@@ -130,34 +130,13 @@ def test_adamw_loss_trajectory_matches_transformers_and_torch_optim(folders, rng
 
 
 # ------------------------------------------------------------------------------------------------ decoding
-def _their_greedy(theirs, ids, mask, steps, eos):
-    torch = require("torch")
-    out = theirs.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), max_new_tokens=steps,
-                          do_sample=False, num_beams=1, eos_token_id=eos, pad_token_id=eos)
-    return out.numpy()
-
-
 @pytest.mark.parametrize("name", ["LlamaForCausalLM", "LlamaForCausalLM-tied"])
 @pytest.mark.parametrize("padded", [False, True])
 def test_greedy_generation_equals_transformers_generate(folders, name, padded):
     folder, theirs = folders(name)
     theirs = copy.deepcopy(theirs).float().eval()
     ours = LlamaForCausalLM.from_pretrained(folder, dtype=np.float32)
-    rng = np.random.default_rng(21 + padded)
-    if padded:
-        ids, mask = hf_twins.text_inputs(rng, batch=3, length=6, padding="left")
-    else:
-        ids = rng.integers(0, hf_twins.VOCAB - 1, size=(3, 6))
-        mask = np.ones_like(ids)
-    steps = hf_twins.POSITIONS - ids.shape[1]
-    for eos in (None, int(ours.generate(ids, 3, temperature=0.0, attention_mask=mask)[0, -1])):
-        expected = _their_greedy(theirs, ids, mask, steps, eos)
-        for use_cache in (True, False):
-            got = ours.generate(ids, steps, temperature=0.0, attention_mask=mask, eos_token_id=eos,
-                                use_cache=use_cache)
-            np.testing.assert_array_equal(got, expected, err_msg=f"eos={eos}, use_cache={use_cache}")
-        if eos is not None:
-            assert (got[:, ids.shape[1]:] == eos).any()            # this case really stops at EOS
+    hf_twins.assert_greedy_generation_equals_transformers(ours, theirs, np.random.default_rng(21 + padded), padded)
 
 
 def test_kv_cache_decoding_equals_recomputation_with_padding(folders):
