@@ -60,3 +60,13 @@ def assert_close(ours, theirs, dtype=None, what: str = "", rtol=None, atol=None)
     # scale the absolute tolerance by the reference's magnitude, so large-valued tensors are not over-strict
     scale = max(1.0, float(np.max(np.abs(theirs))) if theirs.size else 1.0)
     np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol * scale, err_msg=what)
+
+
+def assert_float16_close(ours, theirs, what: str = "") -> None:
+    """A float16 array of ours against PyTorch's float16 tensor: both float16, finite and not all zero, and
+    within two units in the last place of the reference's largest value (float16 keeps 11 significant bits)."""
+    theirs = from_torch(theirs)
+    assert ours.dtype == theirs.dtype == np.float16, what
+    assert np.isfinite(ours).all() and np.abs(ours).max() > 0, what
+    atol = 2 * float(np.spacing(np.abs(theirs).max()))
+    np.testing.assert_allclose(ours.astype(np.float64), theirs.astype(np.float64), rtol=0, atol=atol, err_msg=what)

@@ -9,7 +9,7 @@ from numpy_transformer.functional.rmsnorm import (
     rmsnorm_forward,
 )
 from numpy_transformer.gradcheck import gradcheck
-from reference import DTYPES, assert_close, to_torch
+from reference import DTYPES, assert_close, assert_float16_close, to_torch
 
 
 @pytest.mark.parametrize("shape, eps", [
@@ -97,13 +97,7 @@ def test_float16_matches_torch_float16(rng, torch, spread, weighted):
     pairs = [("out", out, tout), ("dx", dx, tx.grad)] + ([("dweight", dweight, tweight.grad)] if weighted else [])
     assert weighted or dweight is None
     for name, ours, theirs in pairs:
-        theirs = theirs.detach().numpy()
-        assert ours.dtype == theirs.dtype == np.float16, name
-        assert np.isfinite(ours).all() and np.abs(ours).max() > 0, name
-        # float16 keeps 11 significant bits: within two units in the last place of the largest value
-        atol = 2 * float(np.spacing(np.abs(theirs).max()))
-        np.testing.assert_allclose(ours.astype(np.float64), theirs.astype(np.float64), rtol=0, atol=atol,
-                                   err_msg=name)
+        assert_float16_close(ours, theirs, what=name)
 
 
 def test_rmsnorm_bad_input_names_argument(rng):
