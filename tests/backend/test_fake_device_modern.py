@@ -10,7 +10,7 @@ import copy
 import fake_cupy
 import numpy as np
 import pytest
-from test_fake_device import assert_on_device, assert_same, forward_backward, run_pair, to_dev
+from test_fake_device import assert_same, check_module_on_device, run_pair, to_dev
 
 from numpy_transformer import functional as F
 
@@ -94,20 +94,7 @@ MODULES = ["RMSNorm", "SiLU", "SwiGLUFeedForward", "GroupedQueryAttention", "Gro
 @pytest.mark.parametrize("name", MODULES)
 def test_module_to_cuda_matches_cpu_without_reading_back(cp, name):
     make, args, kwargs = _module_cases()[name]
-    host_module = make()
-    device_module = copy.deepcopy(host_module).to("cuda")
-    for param in device_module.parameters():
-        assert isinstance(param.data, fake_cupy.ndarray)
-    # dropout on: the device Generator is seeded from the host one, so only where the arrays live is compared
-    assert_on_device(forward_backward(device_module, to_dev(args, cp), to_dev(kwargs, cp)), name)
-    # dropout off: the same numbers, and not one value read back to the host
-    host_module.eval().zero_grad()
-    device_module.eval().zero_grad()
-    host = forward_backward(host_module, args, kwargs)
-    fake_cupy.reset_counts()
-    device = forward_backward(device_module, to_dev(args, cp), to_dev(kwargs, cp))
-    assert fake_cupy.SYNC_SITES == [], f"{name}: host syncs {fake_cupy.SYNC_SITES}"
-    assert_same(host, device, name)
+    check_module_on_device(cp, make, args, kwargs, name)
 
 
 def test_the_no_host_calls_guard_reads_the_new_compute_paths():
