@@ -67,11 +67,17 @@ class Linear(Module):
         dx, dweight, dbias = linear_backward(
             dout, cache, need_input_grad=True, need_weight_grad=self.weight.requires_grad or learn_bias
         )
+        self.accumulate_grads(dweight, dbias)
+        return dx
+
+    def accumulate_grads(self, dweight, dbias) -> None:
+        """Add dweight (out_features, in_features) and dbias (out_features,) into the ``.grad`` of the parameters
+        that learn (a frozen one, or a missing bias, takes nothing); also for a block that computes the
+        gradients of several Linear layers at once (SwiGLU's three projections)."""
         if self.weight.requires_grad:
             self.weight.accumulate_grad(dweight)
-        if learn_bias:
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate_grad(dbias)
-        return dx
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -173,12 +173,9 @@ class SwiGLUFeedForward(Module):
         """dout (..., D) -> dx (..., D); adds into the three projections' weight.grad and bias.grad."""
         # forward: out = swiglu(x, gate_proj, up_proj, down_proj)
         dx, dw_gate, dw_up, dw_down, db_gate, db_up, db_down = swiglu_backward(dout, self._cached())
-        for layer, dweight, dbias in ((self.gate_proj, dw_gate, db_gate), (self.up_proj, dw_up, db_up),
-                                      (self.down_proj, dw_down, db_down)):
-            if layer.weight.requires_grad:
-                layer.weight.accumulate_grad(dweight)
-            if layer.bias is not None and layer.bias.requires_grad:
-                layer.bias.accumulate_grad(dbias)
+        self.gate_proj.accumulate_grads(dw_gate, db_gate)
+        self.up_proj.accumulate_grads(dw_up, db_up)
+        self.down_proj.accumulate_grads(dw_down, db_down)
         return dx
 
     def extra_repr(self) -> str:
