@@ -7,7 +7,6 @@ screenshots of the README are taken (``NT_SCREENSHOT_DIR=docs/images``).
 """
 import importlib.util
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from numpy_transformer.book.screenshot import find_chromium
 from reference import references_required, require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,19 +65,12 @@ def app_models(app_module, app_cache):
     return app_module.load_models(str(app_cache))
 
 
-def chromium_path():
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's Chromium driven by Playwright (never a browser Playwright downloads): a skip without it, a
     failure under NT_REQUIRE_REFERENCES=1 (CI installs it)."""
     sync_api = require("playwright.sync_api")
-    path = chromium_path()
+    path = find_chromium()                                       # the book's finder: $NT_CHROMIUM or the PATH
     if path is None:
         message = "Chromium is not installed (apt-get install chromium chromium-driver); the browser tests need it"
         if references_required():
