@@ -282,6 +282,23 @@ def relative_error(ours, theirs) -> float:
     return diff / scale if scale > 0 else diff
 
 
+def tiny_folders(tmp_path_factory, first_seed: int = 0):
+    """A getter ``name -> (folder, the transformers model saved there)`` that builds each tiny folder once
+    (seeds ``first_seed``, ``first_seed + 1``, ... in the order asked for): the body of a test module's
+    ``folders`` fixture."""
+    require("torch")
+    require("transformers")
+    built = {}
+
+    def get(name):
+        if name not in built:
+            folder = str(tmp_path_factory.mktemp(name))
+            built[name] = (folder, save_tiny(name, folder, seed=first_seed + len(built)))
+        return built[name]
+
+    return get
+
+
 def assert_greedy_generation_equals_transformers(ours, theirs, rng, padded: bool) -> None:
     """Greedy ``generate`` of ours (float32) against ``transformers``' ``generate(do_sample=False)`` on three
     prompts (left-padded to different lengths, or not), token for token: with and without an EOS that the

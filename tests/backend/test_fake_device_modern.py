@@ -10,7 +10,7 @@ import copy
 import fake_cupy
 import numpy as np
 import pytest
-from test_fake_device import assert_same, check_module_on_device, run_pair, to_dev
+from test_fake_device import assert_same, check_module_on_device, check_pair_on_device, to_dev
 
 from numpy_transformer import functional as F
 
@@ -51,12 +51,7 @@ CASES = _cases()
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_functional_pair_stays_on_device(cp, name):
-    forward, backward, args, kwargs = CASES[name]
-    host = run_pair(forward, backward, args, kwargs)
-    device = run_pair(forward, backward, to_dev(args, cp), kwargs)
-    assert_same(host[0], device[0], f"{name} forward")
-    assert_same(host[1], device[1], f"{name} backward")
-    assert_same(host[2], device[2], f"{name} cache")
+    check_pair_on_device(cp, *CASES[name], name)
 
 
 def test_rope_tables_are_built_on_the_device(cp):

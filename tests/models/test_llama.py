@@ -23,17 +23,7 @@ from reference import assert_close, require
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """name -> (folder, the transformers model saved there), built once for the module."""
-    require("torch")
-    require("transformers")
-    built = {}
-
-    def get(name):
-        if name not in built:
-            folder = str(tmp_path_factory.mktemp(name))
-            built[name] = (folder, hf_twins.save_tiny(name, folder, seed=10 + len(built)))
-        return built[name]
-
-    return get
+    return hf_twins.tiny_folders(tmp_path_factory, first_seed=10)
 
 
 def tiny(tie=False, seed=0, dtype=np.float64, **changes):

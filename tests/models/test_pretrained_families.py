@@ -35,18 +35,8 @@ OUR_CLASS = {"BertModel": BertModel, "DistilBertModel": DistilBertModel,
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """name -> (folder, the transformers model it was saved from), built once for the module."""
-    require("torch")
-    require("transformers")
-    built = {}
-
-    def get(name):
-        if name not in built:
-            folder = str(tmp_path_factory.mktemp(name))
-            built[name] = (folder, hf_twins.save_tiny(name, folder, seed=len(built)))
-        return built[name]
-
-    return get
+    """name -> (folder, the transformers model saved there), built once for the module."""
+    return hf_twins.tiny_folders(tmp_path_factory, first_seed=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
